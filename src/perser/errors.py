@@ -1,0 +1,90 @@
+"""Errors and counted warnings shared by every part of perser.
+
+perser never drops a user's data silently: a bad row, file or label is either a
+:class:`PerserError` naming the culprit, or it is recorded in a :class:`SkipLog`
+that emits one counted :class:`PerserWarning` per reason, listing examples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+class PerserError(ValueError):
+    """Base class of perser's errors (a ``ValueError``: the input is at fault)."""
+
+
+class CorpusError(PerserError):
+    """A corpus on disk or in memory is malformed; the message names the culprit."""
+
+
+class FeatureError(PerserError):
+    """Audio could not be read or features could not be extracted."""
+
+
+class ConfigError(PerserError):
+    """A configuration, request or command-line option is invalid."""
+
+
+class PerserWarning(UserWarning):
+    """A counted warning: something was skipped, merged or repaired."""
+
+
+def where(path, line: int | None = None) -> str:
+    """Format ``path:line`` for error messages."""
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+@dataclass
+class SkipLog:
+    """Collects skipped, merged or repaired items by reason and reports them counted.
+
+    >>> log = SkipLog("iemocap")
+    >>> log.add("dimensional line without dom", "Ses01F_impro01.txt:12")
+    >>> log.counts()
+    {'dimensional line without dom': 1}
+    """
+
+    source: str = ""
+    max_examples: int = 5
+    _items: "OrderedDict[str, list[str]]" = field(default_factory=OrderedDict)
+    _n: "dict[str, int]" = field(default_factory=dict)
+
+    def add(self, reason: str, item: object = "", n: int = 1) -> None:
+        """Record ``n`` skipped items for ``reason``; ``item`` is an example culprit."""
+        self._n[reason] = self._n.get(reason, 0) + n
+        examples = self._items.setdefault(reason, [])
+        if item != "" and len(examples) < self.max_examples:
+            examples.append(str(item))
+
+    def counts(self) -> dict[str, int]:
+        """Number of items recorded per reason."""
+        return dict(self._n)
+
+    def __bool__(self) -> bool:
+        return bool(self._n)
+
+    def messages(self) -> list[str]:
+        """One human-readable line per reason, with its count and examples."""
+        out = []
+        for reason, n in self._n.items():
+            ex = self._items.get(reason) or []
+            more = f" (e.g. {', '.join(ex)})" if ex else ""
+            prefix = f"{self.source}: " if self.source else ""
+            out.append(f"{prefix}{n} {reason}{more}")
+        return out
+
+    def emit(self, stacklevel: int = 2) -> None:
+        """Issue one :class:`PerserWarning` per reason."""
+        for msg in self.messages():
+            warnings.warn(msg, PerserWarning, stacklevel=stacklevel + 1)
+
+    def merge(self, other: "SkipLog") -> None:
+        for reason, n in other._n.items():
+            self._n[reason] = self._n.get(reason, 0) + n
+            ex = self._items.setdefault(reason, [])
+            for e in other._items.get(reason, []):
+                if len(ex) < self.max_examples:
+                    ex.append(e)

@@ -1,0 +1,293 @@
+"""The one interface every personalization method implements.
+
+A method learns from seen annotators (:meth:`Personalizer.fit`), learns a new
+listener from K rated clips (:meth:`Personalizer.enroll`, giving a :class:`Profile`)
+and predicts that listener's labels (:meth:`Personalizer.predict`). The evaluation
+protocol, the CLI and the service see only this interface.
+
+Targets (``y``) are encoded by :meth:`perser.corpus.LabelSpace.encode`:
+``int64 [n]`` class indices (categorical), ``float32 [n, C]`` 0/1 indicators
+(multilabel), ``float32 [n, D]`` values on the native scale (dimensional).
+Features ``X`` are ``float32 [n, d]`` vectors or ``[n, layers, dim]`` SSL arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from perser.corpus.model import Corpus, LabelSpace
+from perser.errors import ConfigError, CorpusError, PerserError
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class RatingSet:
+    """Features of some clips and the per-annotator ratings of those clips in one space.
+
+    ``X[clip_index[i]]`` is the clip that annotator ``annotator_ids[i]`` rated ``y[i]``.
+    """
+
+    X: np.ndarray
+    clip_ids: np.ndarray
+    clip_index: np.ndarray
+    annotator_ids: np.ndarray
+    y: np.ndarray
+    space: LabelSpace
+
+    def __post_init__(self) -> None:
+        self.X = np.asarray(self.X, dtype=np.float32)
+        self.clip_ids = np.asarray(self.clip_ids, dtype=object)
+        self.clip_index = np.asarray(self.clip_index, dtype=np.int64)
+        self.annotator_ids = np.asarray(self.annotator_ids, dtype=object)
+        if len(self.X) != len(self.clip_ids):
+            raise PerserError(f"RatingSet: {len(self.X)} feature rows but {len(self.clip_ids)} clip ids")
+        if not (len(self.clip_index) == len(self.annotator_ids) == len(self.y)):
+            raise PerserError("RatingSet: clip_index, annotator_ids and y differ in length")
+
+    @classmethod
+    def from_corpus(
+        cls,
+        corpus: Corpus,
+        X: np.ndarray | pd.DataFrame,
+        space: LabelSpace | str,
+        clip_ids=None,
+        clips=None,
+        annotators=None,
+    ) -> "RatingSet":
+        """Ratings of ``corpus`` in ``space`` joined to features.
+
+        ``X`` is aligned to ``clip_ids`` (or is a data frame indexed by clip id).
+        ``clips`` / ``annotators`` restrict the rows. A rating whose clip has no
+        features is an error naming the clip.
+        """
+        sp = corpus.space(space) if isinstance(space, str) else space
+        if isinstance(X, pd.DataFrame):
+            clip_ids = X.index.to_numpy()
+            X = X.to_numpy()
+        if clip_ids is None:
+            raise PerserError("RatingSet.from_corpus: pass clip_ids aligned to X")
+        clip_ids = np.asarray(clip_ids, dtype=object)
+        r = corpus.ratings_in(sp)
+        if clips is not None:
+            r = r[r["clip_id"].isin(set(clips))]
+        if annotators is not None:
+            r = r[r["annotator_id"].isin(set(annotators))]
+        pos = pd.Series(np.arange(len(clip_ids)), index=pd.Index(clip_ids))
+        idx = r["clip_id"].map(pos)
+        if idx.isna().any():
+            missing = r["clip_id"][idx.isna()].iloc[0]
+            raise CorpusError(f"no features for clip {missing!r} (rated in space {sp.name!r})")
+        return cls(
+            X=np.asarray(X),
+            clip_ids=clip_ids,
+            clip_index=idx.to_numpy(dtype=np.int64),
+            annotator_ids=r["annotator_id"].to_numpy(dtype=object),
+            y=sp.encode(r),
+            space=sp,
+        )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def annotators(self) -> list[str]:
+        return sorted(set(self.annotator_ids.tolist()))
+
+    def rows(self, mask: np.ndarray) -> "RatingSet":
+        """Ratings selected by a boolean mask or index array (features kept whole)."""
+        return RatingSet(self.X, self.clip_ids, self.clip_index[mask], self.annotator_ids[mask], self.y[mask], self.space)
+
+    def of(self, annotator: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of one annotator's ratings."""
+        m = self.annotator_ids == annotator
+        if not m.any():
+            raise PerserError(f"annotator {annotator!r} has no ratings in this set")
+        return self.X[self.clip_index[m]], self.y[m]
+
+    def consensus(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(clip rows, target)`` per rated clip: the soft class distribution
+        (categorical, ``[n, C]``), the fraction ticking each class (multilabel) or the
+        mean (dimensional)."""
+        uniq, inv = np.unique(self.clip_index, return_inverse=True)
+        counts = np.bincount(inv, minlength=len(uniq)).astype(np.float32)
+        if self.space.kind == "categorical":
+            y = np.zeros((len(uniq), len(self.space.classes)), dtype=np.float32)
+            np.add.at(y, (inv, self.y), 1.0)
+        else:
+            y = np.zeros((len(uniq), self.y.shape[1]), dtype=np.float32)
+            np.add.at(y, inv, self.y)
+        return uniq, y / counts[:, None]
+
+
+@dataclass
+class Predictions:
+    """One listener's predictions for some clips.
+
+    ``proba``: ``[n, C]`` class probabilities (categorical: rows sum to 1; multilabel:
+    independent per class). ``values``: ``[n, D]`` on the native scale (dimensional).
+    """
+
+    space: LabelSpace
+    proba: np.ndarray | None = None
+    values: np.ndarray | None = None
+    threshold: float = 0.5
+
+    @property
+    def labels(self) -> list:
+        """Argmax class (categorical), classes over ``threshold`` (multilabel) or values."""
+        if self.space.kind == "categorical":
+            return self.space.decode(np.asarray(self.proba).argmax(axis=1))
+        if self.space.kind == "multilabel":
+            return self.space.decode(np.asarray(self.proba) >= self.threshold)
+        return np.asarray(self.values).tolist()
+
+    def to_frame(self, clip_ids) -> pd.DataFrame:
+        """A data frame indexed by clip id with the label and the scores."""
+        idx = pd.Index([str(c) for c in clip_ids], name="clip_id")
+        if self.space.is_class:
+            df = pd.DataFrame(np.asarray(self.proba), index=idx, columns=[f"p_{c}" for c in self.space.classes])
+            df.insert(0, self.space.name, self.labels)
+            return df
+        return pd.DataFrame(np.asarray(self.values), index=idx, columns=list(self.space.dimensions))
+
+
+@dataclass
+class Profile:
+    """What enrollment produces for one annotator; small and serialisable.
+
+    ``data`` is JSON (e.g. the chosen seen annotator and its score); ``tensors``
+    holds adapted weights, saved as safetensors.
+    """
+
+    method: str
+    annotator: str | None = None
+    data: dict = field(default_factory=dict)
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``profile.json`` (+ ``profile.safetensors``) into folder ``path``."""
+        from perser.methods.persist import atomic_dir, save_tensors
+
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            doc = {"method": self.method, "annotator": self.annotator, "data": self.data}
+            (tmp / "profile.json").write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
+            if self.tensors:
+                save_tensors(self.tensors, tmp / "profile.safetensors")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        from perser.methods.persist import load_tensors
+
+        path = Path(path)
+        f = path / "profile.json"
+        if not f.is_file():
+            raise PerserError(f"{path} is not a profile folder (no profile.json)")
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        t = path / "profile.safetensors"
+        return cls(method=doc["method"], annotator=doc.get("annotator"), data=doc.get("data", {}),
+                   tensors=load_tensors(t) if t.is_file() else {})
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------- interface
+class Personalizer:
+    """Base class of personalization methods (scikit-learn spirit).
+
+    Hyper-parameters are keyword arguments of ``__init__`` stored as attributes of the
+    same name, with no work done there; learning happens in :meth:`fit`.
+    """
+
+    #: registry name, set by :func:`register`
+    name: ClassVar[str] = ""
+    #: label-space kinds the method supports
+    kinds: ClassVar[tuple[str, ...]] = ("categorical", "multilabel", "dimensional")
+    #: whether predictions depend on the profile
+    personalized: ClassVar[bool] = True
+
+    def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "Personalizer":
+        raise NotImplementedError
+
+    def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
+        raise NotImplementedError
+
+    def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Personalizer":
+        raise NotImplementedError
+
+    # helpers ------------------------------------------------------------------
+    def get_params(self) -> dict:
+        import inspect
+
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+
+    def check_space(self, space: LabelSpace) -> None:
+        if space.kind not in self.kinds:
+            raise ConfigError(f"method {self.name!r} does not support {space.kind} label spaces (supports {self.kinds})")
+
+
+# ----------------------------------------------------------------------- registry
+_REGISTRY: dict[str, str] = {
+    # name -> "module:Class"; modules are imported on first use
+    "consensus": "perser.methods.consensus:ConsensusModel",
+    "random-annotator": "perser.methods.multi:RandomAnnotator",
+    "mean-annotator": "perser.methods.multi:MeanAnnotator",
+    "similar": "perser.methods.similar:SimilarAnnotator",
+    "finetune": "perser.methods.finetune:FineTune",
+    "meta": "perser.methods.meta:MetaPerSER",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Register a method class (``"module:Class"``) under ``name``."""
+    _REGISTRY[name] = target
+
+
+def available_methods() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> type[Personalizer]:
+    """The method class registered as ``name``."""
+    import importlib
+
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(_REGISTRY)}") from None
+    mod, cls = target.split(":")
+    klass = getattr(importlib.import_module(mod), cls)
+    klass.name = name
+    return klass
+
+
+def make_method(name: str, **params) -> Personalizer:
+    """Instantiate method ``name`` with hyper-parameters ``params``."""
+    klass = get_method(name)
+    try:
+        return klass(**params)
+    except TypeError as e:
+        raise ConfigError(f"method {name!r}: {e}") from None
