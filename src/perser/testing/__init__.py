@@ -1,0 +1,1 @@
+"""Helpers for tests and recipes: small format-faithful corpora written to disk."""
