@@ -98,18 +98,16 @@ def krippendorff_alpha_interval(units, values) -> float:
     if u.dtype.kind not in "iu":
         u = pd.factorize(u)[0]
     n_units = int(u.max()) + 1 if len(u) else 0
+    if len(v):
+        v = v - v.mean()  # alpha is shift-invariant; centring keeps the sums of squares exact
     mu = np.bincount(u, minlength=n_units).astype(np.float64)
-    s1 = np.bincount(u, weights=v, minlength=n_units)
-    s2 = np.bincount(u, weights=v * v, minlength=n_units)
+    s1c = np.bincount(u, weights=v, minlength=n_units)
+    s2c = np.bincount(u, weights=v * v, minlength=n_units)
     keep = mu >= 2
-    mu, s1, s2 = mu[keep], s1[keep], s2[keep]
+    mu, s1c, s2c = mu[keep], s1c[keep], s2c[keep]
     n = mu.sum()
     if n < 2:
         return float("nan")
-    # shift by the grand mean for numerical stability (alpha is shift-invariant)
-    c = s1.sum() / n
-    s2c = s2 - 2 * c * s1 + mu * c * c
-    s1c = s1 - mu * c
     expected = n * s2c.sum() - s1c.sum() ** 2
     if expected <= 1e-12 * max(n * s2c.sum(), 1.0):
         return float("nan")

@@ -78,7 +78,7 @@ def class_votes(ratings: pd.DataFrame, space: LabelSpace) -> tuple[np.ndarray, n
         values = parts.explode().astype("str").str.strip()
         keep = (values != "").to_numpy()
         values, row = values[keep], row[keep]
-    cls = pd.Categorical(values, categories=list(space.classes)).codes.astype(np.int64)
+    cls = pd.Index(list(space.classes), dtype=object).get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
     bad = cls < 0
     if bad.any():
         i = int(row[np.flatnonzero(bad)[0]])
