@@ -1,0 +1,269 @@
+"""Shared plumbing for the loaders of released corpora (IEMOCAP, MSP-Podcast, MSP-IMPROV, CREMA-D).
+
+Private: reading text files with clear errors, matching labels to a vocabulary,
+resolving duplicate raters, checking audio files, and finishing a corpus (counted
+warnings, ``meta["skipped"]``, validation).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
+from perser.errors import ConfigError, CorpusError, SkipLog, where
+
+MISSING_AUDIO = ("drop", "keep", "error")
+DUPLICATES = ("first", "last", "mean")
+UNKNOWN = ("error", "skip")
+
+LFS_MAGIC = b"version https://git-lfs"
+
+
+def check_choice(name: str, value, choices: Iterable) -> None:
+    """Raise :class:`ConfigError` when an option is not one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"option {name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    """Lines of a text file with trailing whitespace (and CR of CRLF) removed.
+
+    Raises :class:`CorpusError` naming the file when it is missing, a Git LFS
+    pointer, or not decodable (with the byte offset and line number).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"missing file {path}") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror})") from None
+    if data.startswith(LFS_MAGIC):
+        raise CorpusError(f"{path} is a Git LFS pointer, not the file itself; fetch it with `git lfs pull`")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise CorpusError(
+            f"{where(path, line)}: not {encoding} text (byte 0x{data[e.start]:02x} at offset {e.start})"
+        ) from None
+    return [ln.rstrip() for ln in text.splitlines()]
+
+
+def to_float(text: str | None) -> float:
+    """``float(text)``, NaN for empty/``NaN`` text; raises ``ValueError`` on anything else."""
+    if text is None:
+        return float("nan")
+    t = text.strip()
+    if t == "" or t.lower() in ("nan", "na", "none"):
+        return float("nan")
+    return float(t)
+
+
+class Vocabulary:
+    """Case-insensitive mapping of the labels on disk to a label space's class names.
+
+    Parameters
+    ----------
+    mapping:
+        Disk label (any case) -> class name.
+    other:
+        Class name for ``Other`` answers; a label ``Other``, ``Other-<text>`` or
+        ``Other:<text>`` maps to it and its text is returned separately.
+    """
+
+    def __init__(self, mapping: Mapping[str, str], other: str | None = "other") -> None:
+        self.mapping = {k.strip().lower(): v for k, v in mapping.items()}
+        self.other = other
+
+    def match(self, label: str) -> tuple[str | None, str]:
+        """``(class or None if unknown, other-text)`` for one label on disk."""
+        t = label.strip()
+        low = t.lower()
+        if low in self.mapping:
+            return self.mapping[low], ""
+        if self.other is not None and low.startswith("other"):
+            rest = t[5:].lstrip(" -:_").strip()
+            return self.other, rest
+        return None, ""
+
+
+def unknown_label(policy: str, log: SkipLog, what: str, label: str, at: str, allowed: Iterable[str]) -> None:
+    """Raise (``policy="error"``) or count a label outside the vocabulary."""
+    if policy == "error":
+        raise CorpusError(
+            f"{at}: {what} {label!r} is not one of {sorted(set(allowed))}; "
+            "pass unknown_labels='skip' to skip such ratings with a counted warning"
+        )
+    log.add(f"ratings with an unknown {what} skipped", f"{label!r} at {at}")
+
+
+def resolve_duplicates(
+    ratings: pd.DataFrame, policy: str, log: SkipLog, value_columns: list[str], what: str = "rating"
+) -> pd.DataFrame:
+    """Resolve several rows for the same (clip, annotator) within one task.
+
+    Exact copies are dropped. Rows that differ are resolved by ``policy``:
+    ``"first"``/``"last"`` keep one row, ``"mean"`` averages the numeric
+    ``value_columns`` (class columns from the first row). Both counts go to ``log``.
+    """
+    if ratings.empty:
+        return ratings
+    keys = ["clip_id", "annotator_id"]
+    dup_any = ratings.duplicated(keys, keep=False)
+    if not dup_any.any():
+        return ratings
+    cols = [c for c in ratings.columns if c not in ("_line",)]
+    exact = ratings.duplicated(cols, keep="first")
+    n_exact = int(exact.sum())
+    if n_exact:
+        ex = ratings.loc[exact].iloc[0]
+        log.add(f"exact duplicate {what} rows dropped", f"{ex['annotator_id']} on {ex['clip_id']}", n_exact)
+        ratings = ratings.loc[~exact]
+    dup_any = ratings.duplicated(keys, keep=False)
+    if not dup_any.any():
+        return ratings.reset_index(drop=True)
+    n_extra = int(ratings.duplicated(keys, keep="first").sum())
+    ex = ratings.loc[dup_any].iloc[0]
+    log.add(
+        f"conflicting duplicate {what} rows for one (clip, annotator) resolved by duplicates={policy!r}",
+        f"{ex['annotator_id']} on {ex['clip_id']}",
+        n_extra,
+    )
+    if policy in ("first", "last"):
+        return ratings.loc[~ratings.duplicated(keys, keep=policy)].reset_index(drop=True)
+    # mean: average numeric values over the duplicates, other columns from the first row
+    num = [c for c in value_columns if c in ratings.columns]
+    first = ratings.loc[~ratings.duplicated(keys, keep="first")].set_index(keys)
+    if num:
+        means = ratings.groupby(keys, sort=False)[num].mean()
+        first.loc[means.index, num] = means.to_numpy()
+    return first.reset_index()[ratings.columns]
+
+
+def check_audio(
+    clips: pd.DataFrame,
+    ratings: pd.DataFrame,
+    policy: str,
+    log: SkipLog,
+    source: str,
+    lfs_check: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Handle clips whose audio file is missing, by ``policy``.
+
+    ``"drop"`` removes them and their ratings (counted warning), ``"keep"`` keeps
+    them (counted warning), ``"error"`` raises :class:`CorpusError`. When no clip has
+    its audio at all, ``"drop"`` raises instead of returning an empty corpus.
+    With ``lfs_check``, audio files that are Git LFS pointers raise a clear error.
+    """
+    paths = clips["path"].tolist()
+    exists = np.fromiter((p is not None and os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
+    if lfs_check and exists.any():
+        pointers = []
+        for p, ok in zip(paths, exists):
+            if ok and os.path.getsize(p) < 1024:
+                with open(p, "rb") as fh:
+                    if fh.read(len(LFS_MAGIC)) == LFS_MAGIC:
+                        pointers.append(p)
+        if pointers:
+            raise CorpusError(
+                f"{source}: {len(pointers)} audio file(s) are Git LFS pointers, not audio, e.g. {pointers[0]}; "
+                "fetch the media with `git lfs pull` (the CREMA-D GitHub repository keeps audio in Git LFS)"
+            )
+    missing = ~exists
+    n = int(missing.sum())
+    if not n:
+        return clips, ratings
+    example = f"{clips.index[missing][0]} ({paths[int(np.flatnonzero(missing)[0])]})"
+    if policy == "error":
+        raise CorpusError(f"{source}: {n} clip(s) have no audio file, e.g. {example}")
+    if policy == "keep":
+        log.add("clips without an audio file kept (missing_audio='keep')", example, n)
+        return clips, ratings
+    if n == len(clips):
+        raise CorpusError(
+            f"{source}: none of the {n} clips has its audio file (e.g. {example}); check the layout, "
+            "or pass missing_audio='keep' to load the labels alone"
+        )
+    gone = clips.index[missing]
+    n_r = int(ratings["clip_id"].isin(gone).sum())
+    log.add(f"clips without an audio file dropped with their {n_r} rating(s)", example, n)
+    return clips.loc[~missing], ratings.loc[~ratings["clip_id"].isin(gone)].reset_index(drop=True)
+
+
+def read_durations(clips: pd.DataFrame) -> pd.Series:
+    """Durations in seconds from the audio headers (NaN where unreadable)."""
+    import soundfile as sf
+
+    out = []
+    for p in clips["path"]:
+        try:
+            info = sf.info(p)
+            out.append(info.frames / info.samplerate)
+        except Exception:  # unreadable audio is reported by the audio layer when it is read
+            out.append(np.nan)
+    return pd.Series(out, index=clips.index, dtype=float)
+
+
+def gender(value) -> str | None:
+    """``"female"``/``"male"`` from F/M/Female/Male (any case); None otherwise."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    v = str(value).strip().lower()
+    if v in ("f", "female", "w", "woman"):
+        return "female"
+    if v in ("m", "male", "man"):
+        return "male"
+    return None
+
+
+def finish(
+    name: str,
+    clips: pd.DataFrame | list[dict],
+    ratings: pd.DataFrame | list[dict],
+    spaces: list[LabelSpace],
+    log: SkipLog,
+    root: Path,
+    meta: dict,
+    rating_columns: list[str],
+) -> Corpus:
+    """Build, report and validate the corpus.
+
+    Emits one counted warning per skip reason, stores the counts in
+    ``meta["skipped"]`` and calls :meth:`Corpus.validate`.
+    """
+    if not isinstance(clips, pd.DataFrame) or "clip_id" in clips.columns:
+        clips = make_clips(clips)
+    if isinstance(ratings, list):
+        ratings = pd.DataFrame(ratings, columns=rating_columns)
+    ratings = ratings[[c for c in rating_columns if c in ratings.columns]]
+    ratings = make_ratings(ratings)
+    for s in spaces:
+        if s.is_class:
+            col = ratings[s.name]
+            ratings[s.name] = col.astype(object).where(col.notna(), None)
+        else:
+            for d in s.dimensions:
+                ratings[d] = pd.to_numeric(ratings[d], errors="coerce").astype(float)
+    if "is_self" in ratings.columns:
+        ratings["is_self"] = ratings["is_self"].fillna(False).astype(bool)
+    meta = dict(meta)
+    meta["skipped"] = log.counts()
+    meta["skipped_messages"] = log.messages()
+    corpus = Corpus(
+        name=name,
+        clips=clips,
+        ratings=ratings.reset_index(drop=True),
+        label_spaces={s.name: s for s in spaces},
+        meta=meta,
+        root=Path(root),
+    )
+    log.emit(stacklevel=3)
+    return corpus.validate()
