@@ -1,0 +1,107 @@
+import json
+import sys
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from perser.cli import corpus_cmd
+from perser.corpus import table
+from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
+
+
+@pytest.fixture()
+def app():
+    a = typer.Typer()
+
+    @a.callback()
+    def _root() -> None:
+        pass
+
+    corpus_cmd.register(a)
+    return a
+
+
+def _corpus(tmp_path):
+    (tmp_path / "audio").mkdir()
+    clips = []
+    for i in range(6):
+        p = tmp_path / "audio" / f"c{i}.wav"
+        p.write_bytes(b"RIFF")
+        clips.append({"clip_id": f"c{i}", "path": str(p), "speaker": f"s{i % 3}", "split": "train" if i < 4 else "test"})
+    rows = []
+    for i in range(6):
+        for a, lab in zip("abc", ["hap", "hap" if i % 2 else "sad", "sad"]):
+            rows.append({"clip_id": f"c{i}", "annotator_id": a, "emotion": lab, "arousal": 1.0 + i % 3})
+    return Corpus(
+        "tiny",
+        make_clips(clips),
+        make_ratings(rows),
+        {
+            "emotion": LabelSpace("emotion", "categorical", ("hap", "sad")),
+            "av": LabelSpace("av", "dimensional", dimensions=("arousal",), scale=(1, 5)),
+        },
+    )
+
+
+def test_stats_json_and_tables(app, tmp_path):
+    src = table.write(_corpus(tmp_path), tmp_path / "tiny")
+    runner = CliRunner()
+    res = runner.invoke(app, ["corpus", "stats", str(src), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["n_clips"] == 6 and d["n_ratings"] == 18 and d["n_annotators"] == 3
+    assert d["splits"]["split"] == {"test": 2, "train": 4}
+    assert d["spaces"]["emotion"]["label_distribution"]["hap"]["count"] == 9
+    res = runner.invoke(app, ["corpus", "stats", str(src), "--format", "table"])
+    assert res.exit_code == 0, res.output
+    assert "ratings per clip" in res.stdout and "Fleiss" in res.stdout and "arousal" in res.stdout
+
+
+def test_convert_writes_the_table_format_and_refuses_to_overwrite(app, tmp_path):
+    src = table.write(_corpus(tmp_path), tmp_path / "tiny")
+    out = tmp_path / "copy"
+    runner = CliRunner()
+    res = runner.invoke(app, ["corpus", "convert", str(src), str(out)])
+    assert res.exit_code == 0, res.output
+    assert "6 clips, 18 ratings, 3 annotators" in res.stdout
+    back = table.load(out)
+    orig = table.load(src)
+    pd.testing.assert_frame_equal(back.clips, orig.clips)
+    pd.testing.assert_frame_equal(back.ratings, orig.ratings)
+    res = runner.invoke(app, ["corpus", "convert", str(src), str(out)])
+    assert res.exit_code != 0 and "--overwrite" in str(res.exception)
+    res = runner.invoke(app, ["corpus", "convert", str(src), str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+
+
+def test_make_demo_passes_options(app, tmp_path, monkeypatch):
+    import perser.corpus.demo as demo
+
+    seen = {}
+
+    def fake(out, **kw):
+        seen.update(kw, out=out)
+        return out
+
+    monkeypatch.setattr(demo, "make_demo", fake)
+    res = CliRunner().invoke(app, ["corpus", "make-demo", str(tmp_path / "d"), "--clips", "30", "--annotators", "7",
+                                   "--new", "2", "--seed", "5", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert seen == {"out": tmp_path / "d", "n_clips": 30, "n_annotators": 7, "n_new": 2, "seed": 5, "overwrite": True}
+
+
+def test_bad_corpus_is_one_red_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+    from perser.cli import main
+
+    src = table.write(_corpus(tmp_path), tmp_path / "tiny")
+    with open(src / "ratings.csv", "a", encoding="utf-8") as f:
+        f.write("c1,zed,angry,2.0\n")
+    monkeypatch.setattr(sys, "argv", ["perser", "corpus", "stats", str(src)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "'angry'" in lines[0] and "zed" in lines[0]
