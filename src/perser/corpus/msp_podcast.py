@@ -1,0 +1,447 @@
+"""MSP-Podcast (UTD Lab-MSP): consensus and per-worker labels of releases v1.6–v2.0.
+
+Layout read (``path`` is the release root)::
+
+    Labels/labels_consensus.csv   one row per segment: split, speaker, gender
+    Labels/labels_detailed.csv    one row per worker x segment (three forms, below)
+    Labels/labels_detailed.json   the JSON twin (used when no detailed CSV exists)
+    Audios/MSP-PODCAST_0001_0008.wav
+
+Accepted variants: label folder ``Labels``/``labels``/``label``; ``labels_consensus``
+or the older spelling ``labels_concensus`` (``.csv``, else ``.json``); audio folder
+``Audios``, ``Audio`` or ``audio_16kHz``.
+
+Detailed forms (chosen from the CSV header; ``detailed="json"`` forces the JSON):
+
+* v1.7–v1.12 ``FileName,EmoDetail`` with ``EmoDetail`` =
+  ``WORKER00000123; Neutral; Neutral,Concerned; A:4.0; V:4.0; D:4.0;`` (CSV-quoted
+  when it holds commas). The worker is read from the front, A/V/D from the end; the
+  primary and secondary answers from the middle, even when free text holds ``;``.
+* v2.0 columns ``FileName, WorkerID, EmoClass_Major, EmoClass_Second, EmoAct,
+  EmoVal, EmoDom`` (selected by name; v1.6 ``Workers`` is accepted for ``WorkerID``).
+* JSON ``{file: {worker: {EmoClass_Major, EmoClass_Second, EmoAct, EmoVal, EmoDom}}}``
+  (values coerced with ``float``; repeated workers cannot be seen there).
+
+Label spaces
+------------
+``emotion`` (categorical)
+    The primary answer, one of :data:`PRIMARY` (``Other-<text>`` is ``other``, its
+    text in ``other_text``). Secondary answers are kept ``;``-joined in ``secondary``.
+``emotions`` (multilabel, only with ``secondary=True``)
+    Primary and secondary answers together, over :data:`SECONDARY` + ``other``.
+``avd`` (dimensional)
+    ``arousal`` (1 very calm … 7 very active), ``valence`` (1 very negative … 7 very
+    positive), ``dominance`` (1 very weak … 7 very strong): integers 1–7 per worker.
+
+Clips carry ``split`` (``Train`` → ``train``, ``Development``/``Validation`` → ``dev``,
+``Test1`` → ``test1``, …), ``speaker`` (``SpkrID`` as a string), ``gender``,
+``podcast`` and the released consensus (``release_emotion``, ``release_arousal``,
+``release_valence``, ``release_dominance``). ``Unknown`` speakers get a pseudo speaker
+per podcast (``unknown-0002``), so that speaker-independent splits keep a podcast's
+unknown speakers together; this is counted in a warning.
+
+Quirks handled (counted in warnings and ``meta["skipped"]``): a worker rating a
+segment twice (``duplicates="first"`` by default: exact copies are dropped, differing
+rows keep the first; ``"last"`` or ``"mean"`` on request), NaN A/V/D (kept as NaN),
+values off 1–7 (NaN), missing audio (``missing_audio``), ratings of segments that the
+consensus file does not list (``unknown_clips``). A malformed detailed row raises
+:class:`~perser.errors.CorpusError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perser.corpus import _release as rel
+from perser.corpus.model import Corpus, LabelSpace, make_clips
+from perser.errors import CorpusError, SkipLog, where
+
+NAME = "msp-podcast"
+
+PRIMARY = ("angry", "sad", "happy", "surprise", "fear", "disgust", "contempt", "neutral", "other")
+SECONDARY = (
+    "angry", "frustrated", "annoyed", "disappointed", "sad", "disgust", "depressed", "contempt",
+    "confused", "concerned", "fear", "neutral", "surprise", "amused", "excited", "happy",
+)
+MULTILABEL = (*SECONDARY, "other")
+DIMENSIONS = ("arousal", "valence", "dominance")
+SCALE = (1, 7)
+#: consensus ``EmoClass`` letters (``X``: no agreement)
+CONSENSUS_CODES = {
+    "A": "angry", "S": "sad", "H": "happy", "U": "surprise", "F": "fear", "D": "disgust", "C": "contempt",
+    "N": "neutral", "O": "other", "X": None,
+}
+SPLITS = {"train": "train", "development": "dev", "validation": "dev", "test1": "test1", "test2": "test2",
+          "test3": "test3", "test": "test"}
+
+_PRIMARY_VOCAB = rel.Vocabulary(
+    {**{c: c for c in PRIMARY}, "anger": "angry", "sadness": "sad", "happiness": "happy", "surprised": "surprise",
+     "disgusted": "disgust"}
+)
+_SECONDARY_VOCAB = rel.Vocabulary({**{c: c for c in SECONDARY}, "surprised": "surprise", "disgusted": "disgust"})
+_EMODETAIL = re.compile(
+    r"^\s*(?P<worker>[^;]+?)\s*;\s?(?P<middle>.*?);\s*A:\s*(?P<A>[^;]*?)\s*;\s*V:\s*(?P<V>[^;]*?)\s*;"
+    r"\s*D:\s*(?P<D>[^;]*?)\s*;?\s*$",
+    re.DOTALL,
+)
+LABEL_DIRS = ("Labels", "labels", "label")
+AUDIO_DIRS = ("Audios", "Audio", "audio_16kHz", "audios")
+RATING_COLUMNS = ["clip_id", "annotator_id", "emotion", "emotions", "secondary", "other_text", *DIMENSIONS]
+
+
+def _label_dir(path: Path) -> Path | None:
+    for d in LABEL_DIRS:
+        cand = path / d
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def _consensus_file(ldir: Path) -> Path | None:
+    for stem in ("labels_consensus", "labels_concensus"):
+        for ext in (".csv", ".json"):
+            f = ldir / f"{stem}{ext}"
+            if f.is_file():
+                return f
+    return None
+
+
+def detect(path: Path) -> bool:
+    """True when ``path`` has a ``Labels``/``labels``/``label`` folder with a consensus file."""
+    path = Path(path)
+    ldir = _label_dir(path) if path.is_dir() else None
+    return ldir is not None and _consensus_file(ldir) is not None
+
+
+def _split_middle(middle: str) -> tuple[str, str]:
+    """Split ``<primary>; <secondary>``, where the free text of ``Other-`` may hold ``;``.
+
+    Only an ``Other`` primary can hold ``;``: the secondary part then starts at the first
+    ``;``-field that begins with a known secondary class or ``Other-``, else at the last field.
+    """
+    parts = middle.split(";")
+    if len(parts) <= 2 or not parts[0].strip().lower().startswith("other"):
+        return parts[0], ";".join(parts[1:])
+    for k in range(1, len(parts) - 1):
+        head = parts[k].strip().split(",")[0].strip()
+        if head.lower().startswith("other-") or (head and _SECONDARY_VOCAB.match(head)[0] not in (None, "other")):
+            return ";".join(parts[:k]), ";".join(parts[k:])
+    return ";".join(parts[:-1]), parts[-1]
+
+
+def load(
+    path: Path,
+    detailed: str = "auto",
+    secondary: bool = False,
+    duplicates: str = "first",
+    missing_audio: str = "drop",
+    unknown_labels: str = "error",
+    unknown_clips: str = "error",
+    durations: bool = False,
+) -> Corpus:
+    """Load MSP-Podcast from its release root ``path``.
+
+    Parameters
+    ----------
+    detailed:
+        ``"auto"`` (``labels_detailed.csv`` if present, else the JSON), ``"csv"`` or ``"json"``.
+    secondary:
+        Add the ``emotions`` multilabel space (primary + secondary answers).
+    duplicates:
+        A worker who rated a segment twice with different answers: keep the ``"first"``
+        row (default), the ``"last"``, or average the dimensions (``"mean"``; classes
+        from the first). Exact copies are always dropped. Both are counted in a warning.
+    missing_audio:
+        ``"drop"`` segments without a wav (counted warning), ``"keep"`` them, or ``"error"``.
+    unknown_labels:
+        An answer outside the vocabularies raises (``"error"``) or its rating is skipped
+        with a counted warning (``"skip"``).
+    unknown_clips:
+        Ratings of segments missing from the consensus file raise (``"error"``) or are
+        skipped with a counted warning (``"skip"``).
+    durations:
+        Read each wav's header for ``duration`` (slow on the full corpus).
+    """
+    rel.check_choice("detailed", detailed, ("auto", "csv", "json"))
+    rel.check_choice("duplicates", duplicates, rel.DUPLICATES)
+    rel.check_choice("missing_audio", missing_audio, rel.MISSING_AUDIO)
+    rel.check_choice("unknown_labels", unknown_labels, rel.UNKNOWN)
+    rel.check_choice("unknown_clips", unknown_clips, rel.UNKNOWN)
+    path = Path(path)
+    ldir = _label_dir(path)
+    if ldir is None:
+        raise CorpusError(f"{path}: no label folder ({'/'.join(LABEL_DIRS)}) found")
+    cfile = _consensus_file(ldir)
+    if cfile is None:
+        raise CorpusError(f"{ldir}: no labels_consensus.csv (or labels_concensus.csv / .json) found")
+    log = SkipLog(NAME)
+    audio_dir = next((path / d for d in AUDIO_DIRS if (path / d).is_dir()), path / AUDIO_DIRS[0])
+    clips = _read_consensus(cfile, audio_dir, log)
+
+    csv_file = ldir / "labels_detailed.csv"
+    json_file = ldir / "labels_detailed.json"
+    if detailed == "json" or (detailed == "auto" and not csv_file.is_file()):
+        if not json_file.is_file():
+            raise CorpusError(f"{ldir}: no labels_detailed.csv or labels_detailed.json found")
+        ratings, form = _read_json(json_file, unknown_labels, log), "json"
+    else:
+        ratings, form = _read_detailed_csv(csv_file, unknown_labels, log)
+
+    known = ratings["clip_id"].isin(clips.index)
+    if not known.all():
+        bad = ratings.loc[~known].iloc[0]
+        if unknown_clips == "error":
+            raise CorpusError(
+                f"{bad['_at']}: rating of segment {bad['clip_id']!r}, which {cfile.name} does not list; "
+                "pass unknown_clips='skip' to skip such ratings with a counted warning"
+            )
+        log.add("ratings of segments not in the consensus file skipped", f"{bad['clip_id']} at {bad['_at']}",
+                int((~known).sum()))
+        ratings = ratings.loc[known]
+    nan_dims = ratings[list(DIMENSIONS)].isna().any(axis=1)
+    if nan_dims.any():
+        log.add("ratings with NaN A/V/D values (kept, dimensions NaN)", ratings.loc[nan_dims, "_at"].iloc[0],
+                int(nan_dims.sum()))
+    ratings = rel.resolve_duplicates(ratings.drop(columns="_at"), duplicates, log, list(DIMENSIONS),
+                                     what="worker")
+    clips, ratings = rel.check_audio(clips, ratings, missing_audio, log, f"{NAME} at {path}")
+    if durations:
+        clips["duration"] = rel.read_durations(clips)
+    spaces = [LabelSpace("emotion", "categorical", classes=PRIMARY)]
+    if secondary:
+        spaces.append(LabelSpace("emotions", "multilabel", classes=MULTILABEL))
+    spaces.append(LabelSpace("avd", "dimensional", dimensions=DIMENSIONS, scale=SCALE))
+    columns = [c for c in RATING_COLUMNS if secondary or c != "emotions"]
+    meta = {
+        "format": NAME,
+        "detailed_form": form,
+        "duplicates": duplicates,
+        "scales": {"avd": "integers 1-7 per worker; 1 = very calm / very negative / very weak"},
+        "splits": "official Split_Set: train, dev (Development/Validation), test1, test2, test3",
+        "license": "MSP-Podcast academic licence (UTD Lab-MSP)",
+        "citation": "Lotfian & Busso (2019), Building naturalistic emotionally balanced speech corpus by "
+        "retrieving emotional speech from existing podcast recordings",
+    }
+    return rel.finish(NAME, clips, ratings, spaces, log, path, meta, columns)
+
+
+# ------------------------------------------------------------------ consensus
+def _read_consensus(cfile: Path, audio_dir: Path, log: SkipLog) -> pd.DataFrame:
+    if cfile.suffix == ".json":
+        try:
+            obj = json.loads("\n".join(rel.read_lines(cfile)))
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{where(cfile, e.lineno)}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise CorpusError(f"{cfile}: expected an object keyed by file name")
+        df = pd.DataFrame([{"FileName": k, **(v or {})} for k, v in obj.items()])
+        df = df.astype({c: str for c in ("SpkrID", "Gender", "Split_Set", "EmoClass") if c in df.columns})
+    else:
+        _check_lfs(cfile)
+        df = _read_csv(cfile, dtype=str, keep_default_na=False)
+    need = ["FileName", "SpkrID", "Split_Set"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise CorpusError(f"{cfile}: missing column(s) {missing} (has {list(df.columns)})")
+    names = df["FileName"].astype(str).str.strip()
+    bad = ~names.str.match(r"^MSP-PODCAST_[0-9_]+(\.wav)?$")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CorpusError(f"{where(cfile, i + 2)}: FileName {names.iloc[i]!r} is not an MSP-PODCAST_… wav name")
+    fname = names.where(names.str.endswith(".wav"), names + ".wav")
+    cid = fname.str[:-4]
+    dup = cid.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise CorpusError(f"{where(cfile, i + 2)}: segment {cid.iloc[i]!r} is listed twice")
+    podcast = cid.str.split("_").str[1]
+    spk = df["SpkrID"].astype(str).str.strip()
+    unknown = spk.str.lower().isin(["unknown", "", "nan", "none"])
+    if unknown.any():
+        log.add("segments with an Unknown speaker given a per-podcast pseudo speaker 'unknown-<podcast>'",
+                cid[unknown].iloc[0], int(unknown.sum()))
+    speaker = spk.where(~unknown, "unknown-" + podcast)
+    raw_split = df["Split_Set"].astype(str).str.strip()
+    split = raw_split.str.lower().map(SPLITS)
+    if split.isna().any():
+        i = int(np.flatnonzero(split.isna().to_numpy())[0])
+        raise CorpusError(
+            f"{where(cfile, i + 2)}: Split_Set {raw_split.iloc[i]!r} is not one of Train, Development, "
+            "Validation, Test1, Test2, Test3"
+        )
+    out = pd.DataFrame(
+        {
+            "clip_id": cid.to_numpy(),
+            "path": [str(audio_dir / f) for f in fname],
+            "speaker": speaker.to_numpy(),
+            "split": split.to_numpy(),
+            "gender": [rel.gender(g) for g in df.get("Gender", pd.Series([None] * len(df)))],
+            "podcast": podcast.to_numpy(),
+        }
+    )
+    if "EmoClass" in df.columns:
+        out["release_emotion"] = [CONSENSUS_CODES.get(str(c).strip().upper()) for c in df["EmoClass"]]
+    for col, dim in (("EmoAct", "arousal"), ("EmoVal", "valence"), ("EmoDom", "dominance")):
+        if col in df.columns:
+            out[f"release_{dim}"] = pd.to_numeric(df[col], errors="coerce").to_numpy()
+    return make_clips(out)
+
+
+def _check_lfs(f: Path) -> None:
+    with open(f, "rb") as fh:
+        if fh.read(len(rel.LFS_MAGIC)) == rel.LFS_MAGIC:
+            raise CorpusError(f"{f} is a Git LFS pointer, not the file itself; fetch it with `git lfs pull`")
+
+
+def _read_csv(f: Path, **kw) -> pd.DataFrame:
+    try:
+        return pd.read_csv(f, **kw)
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except pd.errors.ParserError as e:
+        raise CorpusError(f"{f}: malformed CSV: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise CorpusError(f"{f}: the file is empty") from None
+
+
+# ------------------------------------------------------------------- detailed
+def _answers(primary, second, at: str, unknown_labels: str, log: SkipLog) -> dict | None:
+    """Map one worker's primary and secondary answers; None when skipped."""
+    p = "" if primary is None or (isinstance(primary, float) and np.isnan(primary)) else str(primary).strip()
+    if not p:
+        raise CorpusError(f"{at}: empty primary emotion")
+    cls, text = _PRIMARY_VOCAB.match(p)
+    if cls is None:
+        rel.unknown_label(unknown_labels, log, "primary emotion", p, at, PRIMARY)
+        return None
+    texts = [text] if text else []
+    sec: list[str] = []
+    s = "" if second is None or (isinstance(second, float) and np.isnan(second)) else str(second)
+    for tok in s.split(","):
+        tok = tok.strip()
+        if not tok:
+            continue
+        c, t = _SECONDARY_VOCAB.match(tok)
+        if c is None:
+            rel.unknown_label(unknown_labels, log, "secondary emotion", tok, at, MULTILABEL)
+            return None
+        if c not in sec:
+            sec.append(c)
+        if t:
+            texts.append(t)
+    multi = [cls] + [c for c in sec if c != cls]
+    return {
+        "emotion": cls,
+        "secondary": ";".join(sec) or None,
+        "emotions": ";".join(multi),
+        "other_text": "; ".join(texts) or None,
+    }
+
+
+def _value(raw, key: str, at: str, log: SkipLog) -> float:
+    try:
+        x = rel.to_float(raw) if isinstance(raw, str) or raw is None else float(raw)
+    except (TypeError, ValueError):
+        raise CorpusError(f"{at}: {key} value {raw!r} is not a number") from None
+    if not np.isnan(x) and not SCALE[0] <= x <= SCALE[1]:
+        log.add(f"{key} values off the 1-7 scale set to NaN", f"{raw} at {at}")
+        return float("nan")
+    return x
+
+
+def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog) -> tuple[pd.DataFrame, str]:
+    _check_lfs(f)
+    df = _read_csv(f, dtype=str, keep_default_na=False)
+    cols = set(df.columns)
+    rows: list[dict] = []
+    if "EmoDetail" in cols and "FileName" in cols:
+        form = "emodetail"
+        for i, (fn, detail) in enumerate(zip(df["FileName"], df["EmoDetail"]), start=2):
+            at = where(f, i)
+            m = _EMODETAIL.match(detail)
+            if not m:
+                raise CorpusError(
+                    f"{at}: cannot parse EmoDetail {detail!r}; expected "
+                    "'WORKER…; <primary>; <secondary>; A:x; V:x; D:x;'"
+                )
+            primary, second = _split_middle(m.group("middle"))
+            ans = _answers(primary, second, at, unknown_labels, log)
+            if ans is None:
+                continue
+            rows.append(_row(fn, m.group("worker"), ans, m.group("A"), m.group("V"), m.group("D"), at, log))
+    else:
+        worker_col = "WorkerID" if "WorkerID" in cols else "Workers" if "Workers" in cols else None
+        need = ["FileName", "EmoClass_Major", "EmoAct", "EmoVal", "EmoDom"]
+        missing = [c for c in need if c not in cols] + ([] if worker_col else ["WorkerID"])
+        if missing:
+            raise CorpusError(
+                f"{f}: unrecognised detailed-labels header {list(df.columns)}; expected FileName,EmoDetail "
+                f"(v1.7-v1.12) or FileName,WorkerID,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom "
+                f"(v2.0); missing {missing}"
+            )
+        form = "v2" if worker_col == "WorkerID" else "v1.6"
+        second = df["EmoClass_Second"] if "EmoClass_Second" in cols else pd.Series([""] * len(df))
+        for i, (fn, w, p, s, a, v, d) in enumerate(
+            zip(df["FileName"], df[worker_col], df["EmoClass_Major"], second, df["EmoAct"], df["EmoVal"], df["EmoDom"]),
+            start=2,
+        ):
+            at = where(f, i)
+            ans = _answers(p, s, at, unknown_labels, log)
+            if ans is None:
+                continue
+            rows.append(_row(fn, w, ans, a, v, d, at, log))
+    return _frame(rows), form
+
+
+def _row(fn, worker, ans: dict, a, v, d, at: str, log: SkipLog) -> dict:
+    fn = str(fn).strip()
+    w = str(worker).strip()
+    if not w:
+        raise CorpusError(f"{at}: empty worker id")
+    return {
+        "clip_id": fn[:-4] if fn.endswith(".wav") else fn,
+        "annotator_id": w,
+        **ans,
+        "arousal": _value(a, "A", at, log),
+        "valence": _value(v, "V", at, log),
+        "dominance": _value(d, "D", at, log),
+        "_at": at,
+    }
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=RATING_COLUMNS + ["_at"])
+
+
+def _read_json(f: Path, unknown_labels: str, log: SkipLog) -> pd.DataFrame:
+    try:
+        obj = json.loads("\n".join(rel.read_lines(f)))
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"{where(f, e.lineno)}: malformed JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise CorpusError(f"{f}: expected an object keyed by file name")
+    rows = []
+    for fn, workers in obj.items():
+        if isinstance(workers, dict) and isinstance(workers.get("Workers"), list):  # MSP-Face style
+            items = [(str(w.get("Name", "")), w) for w in workers["Workers"]]
+        elif isinstance(workers, dict):
+            items = list(workers.items())
+        else:
+            raise CorpusError(f"{f}: entry {fn!r} is not an object of workers")
+        for w, r in items:
+            at = f"{f} [{fn!r}][{w!r}]"
+            if not isinstance(r, dict):
+                raise CorpusError(f"{at}: expected an object with EmoClass_Major, EmoAct, EmoVal, EmoDom")
+            ans = _answers(r.get("EmoClass_Major"), r.get("EmoClass_Second"), at, unknown_labels, log)
+            if ans is None:
+                continue
+            vals = [r.get(k) for k in ("EmoAct", "EmoVal", "EmoDom")]
+            vals = [float("nan") if x is None else x for x in vals]
+            rows.append(_row(fn, w, ans, *vals, at, log))
+    return _frame(rows)
