@@ -29,7 +29,7 @@ import pandas as pd
 
 SR = 16000
 
-__all__ = ["Fixture", "write_iemocap", "write_msp_podcast", "write_msp_improv", "write_crema_d"]
+__all__ = ["Fixture", "assert_same_ratings", "write_iemocap", "write_msp_podcast", "write_msp_improv", "write_crema_d"]
 
 
 @dataclass
@@ -295,7 +295,8 @@ def write_iemocap(
                     rid = f"{g}1"
                     block_c.append(f"C-{rid}:\t{_IEMOCAP_CLASSES[c].capitalize()};\t(curious)")
                     truth.append(dict(clip_id=uid, annotator_id=f"{ses}/{rid}", emotion=_IEMOCAP_CLASSES[c],
-                                      emotions=_IEMOCAP_CLASSES[c], is_self=True, other_text=None))
+                                      emotions=_IEMOCAP_CLASSES[c], is_self=True,
+                                      other_text="curious" if _IEMOCAP_CLASSES[c] == "other" else None))
                     quirks["self_lines"] += 1
                     if rng.random() < 0.5:
                         a, v, d = _rate_dims(rng, me, avd, 1, 5)
@@ -853,3 +854,40 @@ def write_crema_d(
     ratings["slow"] = ratings["slow"].fillna(False).astype(bool)
     ratings = ratings[ratings["clip_id"].isin(set(clips_df.index[clips_df["audio"]]))].reset_index(drop=True)
     return Fixture(root=base, clips=clips_df, ratings=ratings, quirks=quirks)
+
+
+# ================================================================== checking
+def _canon(v):
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return None if np.isnan(float(v)) else round(float(v), 6)
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return str(v)
+
+
+def assert_same_ratings(actual: pd.DataFrame, expected: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Assert that two ratings tables hold the same rows in ``columns`` (order-free).
+
+    Missing values (None/NaN/NA) compare equal; numbers compare to 6 decimals.
+    Raises ``AssertionError`` listing a few rows found in only one table.
+    """
+    from collections import Counter
+
+    cols = ["clip_id", "annotator_id", *columns]
+
+    def rows(df: pd.DataFrame) -> Counter:
+        d = df.reindex(columns=cols)
+        return Counter(tuple(_canon(v) for v in r) for r in d.itertuples(index=False, name=None))
+
+    a, e = rows(actual), rows(expected)
+    if a != e:
+        only_a = list((a - e).elements())[:5]
+        only_e = list((e - a).elements())[:5]
+        raise AssertionError(
+            f"ratings differ in {cols}: {sum((a - e).values())} row(s) only loaded, e.g. {only_a}; "
+            f"{sum((e - a).values())} row(s) only expected, e.g. {only_e}"
+        )
