@@ -1,0 +1,262 @@
+"""The typed experiment configuration: one object per experiment, loadable from YAML.
+
+Every key is also a command-line flag of ``perser evaluate`` (``--n-folds 3``,
+``--k 5,10``, ``--method-params.similar.epochs 5``, ``--mapping.classes.fea null``);
+flags override the file. String values may name environment variables
+(``corpus: ${IEMOCAP_ROOT}``); an unset variable is an error naming it.
+
+Example::
+
+    name: demo
+    corpus: runs/demo/corpus
+    space: emotion
+    methods: [consensus, similar, finetune]
+    k: [5, 10, 20, 30]
+    seeds: [0, 1]
+    n_folds: 5
+    unseen_column: new
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from perser.errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class LabelMapping(BaseModel):
+    """How one corpus's ratings become ratings in the experiment's label space.
+
+    ``classes`` maps each source class to a target class, or to ``null`` to drop its
+    ratings (counted). Every source class that occurs must be listed. ``dimensions``
+    maps target dimension -> source dimension (same name when absent); values are
+    rescaled linearly from the source scale (``scale``, default the source space's)
+    onto the target scale, e.g. 1-7 onto 1-5: ``1 + (v - 1) * 4 / 6``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: dict[str, str | None] | None = None
+    dimensions: dict[str, str] | None = None
+    scale: tuple[float, float] | None = None
+
+
+class ExperimentConfig(BaseModel):
+    """One evaluation experiment (see :func:`perser.evaluate.evaluate`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field("experiment", description="name of the run (also the default output folder)")
+    # ---- data
+    corpus: Path | None = Field(None, description="corpus folder (the training corpus of a cross-corpus run)")
+    format: str | None = Field(None, description="format of `corpus` (default: detected)")
+    corpus_options: dict[str, Any] = Field(default_factory=dict, description="options of the corpus loader")
+    eval_corpus: Path | None = Field(None, description="corpus whose listeners are enrolled and tested (cross-corpus)")
+    eval_format: str | None = None
+    eval_corpus_options: dict[str, Any] = Field(default_factory=dict)
+    space: str | None = Field(None, description="label space (of the evaluation corpus); default: its only space")
+    train_space: str | None = Field(None, description="label space of the training corpus (default: `space`)")
+    dimensions: list[str] | None = Field(None, description="dimensions to keep (dimensional spaces)")
+    target_classes: list[str] | None = Field(None, description="classes of the target space when `mapping` maps classes")
+    mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
+    train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
+    features: str = Field("egemaps", description="feature spec for perser.features.extract")
+    feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
+    workers: int = Field(1, ge=1, description="feature extraction processes")
+    # ---- methods
+    methods: list[str] | None = Field(None, description="registry names; default: every registered method")
+    method_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="hyper-parameters per method")
+    baseline: str = Field("consensus", description="method every other is compared with")
+    # ---- protocol
+    scenarios: list[Literal["unseen", "seen"]] = Field(default_factory=lambda: ["unseen", "seen"])
+    k: list[int] = Field(default_factory=lambda: [5, 10, 20, 30], description="enrollment sizes")
+    seen_k: list[int] | None = Field(None, description="enrollment sizes for seen listeners (default: k)")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    n_folds: int = Field(5, ge=2)
+    fold_by: Literal["auto", "speaker", "session", "fold", "split"] = "auto"
+    folds: list[str | int] | None = Field(None, description="run only these folds (names)")
+    unseen_column: str | None = Field(None, description="boolean annotators.csv column marking new listeners")
+    unseen_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of listeners held out as unseen")
+    max_listeners: int | None = Field(None, ge=1, description="cap on unseen listeners per seed (random)")
+    enroll_from: Literal["train", "test"] = "train"
+    min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
+    common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
+    min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
+    # ---- scoring and output
+    pool_folds: bool = True
+    threshold: float = Field(0.5, gt=0, lt=1, description="multilabel decision threshold")
+    style_column: str | None = Field("style", description="annotators.csv column with perception styles")
+    n_bootstrap: int = Field(2000, ge=100)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    out: Path | None = Field(None, description="run folder (default: runs/<name>)")
+    overwrite: bool = False
+    report: bool = True
+    progress: bool = True
+
+    @field_validator("k", "seen_k")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None:
+            if not v or min(v) < 1:
+                raise ValueError("enrollment sizes must be positive integers")
+            return sorted(set(v))
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.corpus is None:
+            raise ValueError("no corpus given (corpus: PATH, or --corpus/--train PATH)")
+        if self.train_mapping is not None and self.eval_corpus is None:
+            raise ValueError("train_mapping applies to a cross-corpus run; give eval_corpus too")
+        return self
+
+    # ---------------------------------------------------------------- loading
+    @property
+    def run_dir(self) -> Path:
+        return self.out if self.out is not None else Path("runs") / self.name
+
+    def resolved(self) -> dict:
+        """The configuration as plain data (what ``config.yaml`` in a run folder holds)."""
+        return self.model_dump(mode="json")
+
+
+def _expand(v: Any, where: str = "") -> Any:
+    if isinstance(v, str):
+        def sub(m):
+            name = m.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where or 'config'}: environment variable {name} is not set "
+                                  f"(set it, or override the key with a flag)")
+            return os.environ[name]
+        return _ENV.sub(sub, v)
+    if isinstance(v, dict):
+        return {k: _expand(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_expand(x, where) for x in v]
+    return v
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return doc
+
+
+def parse_value(text: str) -> Any:
+    """A flag's value: YAML scalars (``3``, ``0.5``, ``true``, ``null``); ``a,b`` is a list."""
+    text = text.strip()
+    if text.startswith("[") or text.startswith("{"):
+        return yaml.safe_load(text)
+    if "," in text:
+        return [parse_value(x) for x in text.split(",") if x.strip()]
+    return yaml.safe_load(text)
+
+
+def set_path(doc: dict, dotted: str, value: Any) -> None:
+    """Set ``doc[a][b][c] = value`` for ``dotted = "a.b.c"`` (dashes read as underscores in the
+    config's own keys, never in method or class names below them)."""
+    parts = dotted.split(".")
+    head = parts[0].replace("-", "_")
+    if head not in ExperimentConfig.model_fields:
+        raise ConfigError(f"unknown config key {head!r} (from --{dotted}); known keys: "
+                          f"{', '.join(ExperimentConfig.model_fields)}")
+    cur = doc
+    keys = [head, *parts[1:]]
+    for key in keys[:-1]:
+        if not isinstance(cur.get(key), dict):
+            cur[key] = {}
+        cur = cur[key]
+    field = ExperimentConfig.model_fields.get(head)
+    if len(keys) == 1 and field is not None and "list" in str(field.annotation) and not isinstance(value, list) \
+            and value is not None:
+        value = [value]
+    cur[keys[-1]] = value
+
+
+ALIASES = {"train": "corpus", "eval": "eval_corpus", "seed": "seeds", "method": "methods"}
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``["--k", "5,10", "--n-folds=3", "--report"]`` -> ``{"k": [5, 10], "n_folds": 3, "report": True}``.
+
+    A flag without a value is ``true``; ``--no-<key>`` is ``false``.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise ConfigError(f"unexpected argument {a!r}; config keys are given as --key value")
+        key, eq, val = a[2:].partition("=")
+        if eq:
+            value: Any = parse_value(val)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = parse_value(args[i + 1])
+            i += 1
+        elif key.startswith("no-"):
+            key, value = key[3:], False
+        else:
+            value = True
+        head, dot, rest = key.partition(".")
+        head = ALIASES.get(head.replace("-", "_"), head)
+        out[head + (dot + rest if dot else "")] = value
+        i += 1
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                base: dict | None = None) -> ExperimentConfig:
+    """The configuration in ``path`` (YAML) with ``overrides`` (dotted keys) applied.
+
+    Relative paths in the file are read relative to the file's folder.
+    """
+    doc: dict = dict(base or {})
+    if path is not None:
+        file_doc = read_yaml(path)
+        folder = Path(path).resolve().parent
+        for key in ("corpus", "eval_corpus", "feature_cache", "out"):
+            v = file_doc.get(key)
+            if isinstance(v, str) and not _ENV.search(v) and not os.path.isabs(v) and key != "out":
+                file_doc[key] = str(folder / v)
+        doc.update(file_doc)
+    doc = _expand(doc)
+    for dotted, value in (overrides or {}).items():
+        set_path(doc, dotted, _expand(value, dotted))
+    try:
+        return ExperimentConfig.model_validate(doc)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "config"
+            lines.append(f"{loc}: {err['msg']}")
+        src = f"{path}: " if path is not None else ""
+        raise ConfigError(src + "; ".join(lines)) from None
+
+
+def recipe_path(name: str) -> Path:
+    """The packaged recipe ``name`` (``perser/recipes/<name>.yaml``)."""
+    from importlib import resources
+
+    folder = resources.files("perser") / "recipes"
+    f = folder / f"{name.removesuffix('.yaml')}.yaml"
+    if not f.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")) \
+            if folder.is_dir() else []
+        raise ConfigError(f"no recipe {name!r}; recipes: {', '.join(known) or 'none'}")
+    return Path(str(f))

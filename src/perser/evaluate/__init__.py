@@ -1,0 +1,106 @@
+"""Evaluation: the protocol (seen/unseen listeners × folds × K × seeds), metrics, reports.
+
+>>> from perser.config import load_config
+>>> from perser.evaluate import evaluate
+>>> run = evaluate(load_config("exp.yaml"))          # doctest: +SKIP
+>>> run.summary.head()                                # doctest: +SKIP
+
+See :mod:`perser.evaluate.protocol` for the protocol, :mod:`perser.evaluate.metrics`
+for the metrics and :mod:`perser.evaluate.report` for the run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from perser.config import ExperimentConfig
+from perser.evaluate.protocol import EvalData, PlanSettings, Split, check_plan, make_plan
+from perser.evaluate.runner import Block, RunOutput, run_plan
+from perser.evaluate.scoring import confusion_counts, score_blocks, summarize
+
+__all__ = ["EvalData", "EvaluationRun", "Split", "check_plan", "evaluate", "evaluate_data", "make_plan",
+           "plan_settings", "summarize"]
+
+
+@dataclass
+class EvaluationRun:
+    """Everything one evaluation produced."""
+
+    config: ExperimentConfig
+    data: EvalData
+    plan: list[Split]
+    output: RunOutput
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    confusion: pd.DataFrame
+    folder: Path | None = None
+
+    @property
+    def blocks(self) -> list[Block]:
+        return self.output.blocks
+
+
+def plan_settings(cfg: ExperimentConfig) -> PlanSettings:
+    return PlanSettings(
+        k=list(cfg.k), seeds=list(cfg.seeds), n_folds=cfg.n_folds, fold_by=cfg.fold_by,
+        folds=None if cfg.folds is None else [str(f) for f in cfg.folds], scenarios=list(cfg.scenarios),
+        seen_k=cfg.seen_k, unseen_column=cfg.unseen_column, unseen_fraction=cfg.unseen_fraction,
+        enroll_from=cfg.enroll_from, min_test=cfg.min_test, common_listeners=cfg.common_listeners,
+        min_train_ratings=cfg.min_train_ratings, max_listeners=cfg.max_listeners,
+    )
+
+
+def _methods(cfg: ExperimentConfig) -> tuple[dict[str, dict], bool]:
+    from perser.errors import ConfigError
+    from perser.methods import available_methods
+
+    names = list(cfg.methods) if cfg.methods else available_methods()
+    unknown = [m for m in list(names) + list(cfg.method_params) if m not in available_methods()]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {sorted(set(unknown))}; available: {', '.join(available_methods())}")
+    if cfg.baseline not in names:
+        names = [cfg.baseline, *names]
+    return {m: dict(cfg.method_params.get(m, {})) for m in names}, bool(cfg.methods)
+
+
+def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, console=None) -> EvaluationRun:
+    """Run the protocol of ``cfg`` on already loaded ``data``; write the run folder."""
+    from perser.evaluate.report import print_summary, write_run
+
+    methods, explicit = _methods(cfg)
+    if write and cfg.run_dir.exists() and not cfg.overwrite:  # fail before the work, not after
+        from perser.errors import ConfigError
+
+        raise ConfigError(f"run folder {cfg.run_dir} exists; pass --overwrite (overwrite: true) to replace it")
+    plan = make_plan(data, plan_settings(cfg))
+    if not any(a for s in plan for a in s.assignments.values()):
+        from perser.errors import ConfigError
+
+        raise ConfigError("no listener has enough ratings for the largest K plus min_test; lower k or min_test")
+    out = run_plan(data, plan, methods, threshold=cfg.threshold, explicit_methods=explicit, progress=cfg.progress)
+    results = score_blocks(out.blocks, data, pool_folds=cfg.pool_folds, style_column=cfg.style_column)
+    summary = summarize(results, baseline=cfg.baseline, n_boot=cfg.n_bootstrap, level=cfg.ci_level,
+                        seed=min(cfg.seeds))
+    confusion = confusion_counts(out.blocks, data)
+    run = EvaluationRun(cfg, data, plan, out, results, summary, confusion)
+    if write:
+        run.folder = write_run(cfg.run_dir, cfg=cfg, data=data, plan=plan, run=out, results=results,
+                               summary=summary, confusion=confusion, overwrite=cfg.overwrite,
+                               make_report=cfg.report)
+    if console is not False:
+        print_summary(summary, data.space.kind, console=console or None)
+    return run
+
+
+def evaluate(cfg: ExperimentConfig, write: bool = True, console=None) -> EvaluationRun:
+    """Load the corpora of ``cfg``, run every method over the protocol, write the run folder.
+
+    Returns the :class:`EvaluationRun`; prints the terminal summary unless
+    ``console=False``.
+    """
+    from perser.evaluate.data import load_eval_data
+
+    return evaluate_data(cfg, load_eval_data(cfg), write=write, console=console)

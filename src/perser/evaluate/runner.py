@@ -1,0 +1,216 @@
+"""Run every method over a protocol plan and collect per-listener predictions."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perser.errors import ConfigError, PerserError
+from perser.evaluate.protocol import EvalData, Split
+from perser.methods.base import Personalizer, RatingSet, get_method, make_method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Block:
+    """One listener's test predictions by one method in one (scenario, K, seed, fold)."""
+
+    method: str
+    scenario: str
+    k: int
+    seed: int
+    fold: str
+    annotator: str
+    clip_ids: np.ndarray
+    y: np.ndarray
+    proba: np.ndarray | None = None
+    values: np.ndarray | None = None
+    threshold: float = 0.5
+    profile: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunOutput:
+    blocks: list[Block]
+    timings: dict[str, dict[str, float]]          # method -> {fit_s, enroll_s, predict_s, n_fit, n_enroll}
+    skipped_methods: dict[str, str]
+
+
+def _instantiate(name: str, params: dict, seed: int) -> Personalizer:
+    klass = get_method(name)
+    params = dict(params)
+    sig = inspect.signature(klass.__init__).parameters
+    for key in ("seed", "random_state"):
+        if key in sig and key not in params:
+            params[key] = seed
+    return make_method(name, **params)
+
+
+def _train_set(data: EvalData, split: Split) -> RatingSet:
+    """The seen listeners' ratings of the training clips; features of those clips only."""
+    r = data.ratings
+    mask = (r["clip_id"].isin(set(split.train_clips)) & r["annotator_id"].isin(set(split.seen))).to_numpy()
+    if not mask.any():
+        raise PerserError(f"seed {split.seed} fold {split.fold}: no training ratings")
+    sub = r.loc[mask]
+    train_ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(train_ids)}
+    return RatingSet(
+        X=data.X[data.rows(train_ids)],
+        clip_ids=train_ids,
+        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
+def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> dict[str, str]:
+    """Methods that cannot handle ``space_kind``: an error when the user named them, else skipped."""
+    skipped = {}
+    for name in methods:
+        klass = get_method(name)
+        if space_kind not in klass.kinds:
+            msg = f"method {name!r} does not support {space_kind} label spaces (supports {', '.join(klass.kinds)})"
+            if explicit:
+                raise ConfigError(msg)
+            skipped[name] = msg
+    return skipped
+
+
+def run_plan(
+    data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float = 0.5,
+    explicit_methods: bool = True, progress: bool = True,
+) -> RunOutput:
+    """Fit, enroll and predict every method on every split of ``plan``.
+
+    Parameters
+    ----------
+    methods:
+        Registry name -> hyper-parameters. A ``seed``/``random_state`` parameter the
+        method accepts is set to the protocol seed unless given.
+    explicit_methods:
+        True when the user listed the methods: one that cannot handle the label
+        space is then an error; otherwise it is skipped and noted.
+    """
+    skipped = check_methods(methods, data.space.kind, explicit_methods)
+    names = [m for m in methods if m not in skipped]
+    if not names:
+        raise ConfigError("no method can run on this label space")
+    ann_rows: dict[str, dict[str, int]] = {}
+    for i, (c, a) in enumerate(zip(data.ratings["clip_id"].to_numpy(), data.ratings["annotator_id"].to_numpy())):
+        ann_rows.setdefault(a, {})[c] = i
+    timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_enroll": 0} for m in names}
+    total = 0
+    fit_keys = set()
+    for s in plan:
+        for scen, assigns in s.assignments.items():
+            total += sum(len(a.ks) for a in assigns) * len(names)
+        if s.fit_key not in fit_keys:
+            total += len(names)
+            fit_keys.add(s.fit_key)
+    blocks: list[Block] = []
+    bar = _progress() if progress else None
+    fitted: dict[tuple, Personalizer] = {}
+    with bar if bar is not None else nullcontext():
+        task = bar.add_task("evaluating", total=total) if bar is not None else None
+        for s in plan:
+            train = None
+            for name in names:
+                key = (name, s.fit_key)
+                if key not in fitted:
+                    if bar is not None:
+                        bar.update(task, description=f"fit {name} (seed {s.seed}, fold {s.fold})")
+                    if train is None:
+                        train = _train_set(data, s)
+                    _seed_everything(s.seed)
+                    m = _instantiate(name, methods[name], s.seed)
+                    t0 = time.perf_counter()
+                    m.fit(train, None)
+                    timings[name]["fit_s"] += time.perf_counter() - t0
+                    timings[name]["n_fit"] += 1
+                    fitted = {k: v for k, v in fitted.items() if k[1] == s.fit_key}
+                    fitted[key] = m
+                    if bar is not None:
+                        bar.advance(task)
+                m = fitted[key]
+                if bar is not None:
+                    bar.update(task, description=f"enroll {name} (seed {s.seed}, fold {s.fold})")
+                shared_pred = None  # a method that ignores the profile predicts the fold once
+                for scen, assigns in s.assignments.items():
+                    for a in assigns:
+                        rows = ann_rows[a.annotator]
+                        test_ids = np.asarray(a.test, dtype=object)
+                        y_test = data.y_all[[rows[c] for c in a.test]]
+                        Xt = data.X[data.rows(a.test)]
+                        for k in a.ks:
+                            enr = a.enroll_order[:k]
+                            Xe = data.X[data.rows(enr)]
+                            ye = data.y_all[[rows[c] for c in enr]]
+                            t0 = time.perf_counter()
+                            prof = m.enroll(Xe, ye, a.annotator)
+                            t1 = time.perf_counter()
+                            if m.personalized or shared_pred is None:
+                                if not m.personalized:
+                                    all_ids = np.asarray(s.test_clips, dtype=object)
+                                    shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
+                                                   m.predict(prof, data.X[data.rows(all_ids)]))
+                                else:
+                                    pred = m.predict(prof, Xt)
+                            if not m.personalized:
+                                pos, full = shared_pred
+                                idx = [pos[c] for c in a.test]
+                                proba = None if full.proba is None else np.asarray(full.proba)[idx]
+                                values = None if full.values is None else np.asarray(full.values)[idx]
+                                thr = full.threshold
+                            else:
+                                proba, values, thr = pred.proba, pred.values, pred.threshold
+                            t2 = time.perf_counter()
+                            timings[name]["enroll_s"] += t1 - t0
+                            timings[name]["predict_s"] += t2 - t1
+                            timings[name]["n_enroll"] += 1
+                            _check_pred(name, data, proba, values, len(a.test))
+                            blocks.append(Block(
+                                name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
+                                None if proba is None else np.asarray(proba, dtype=np.float64),
+                                None if values is None else np.asarray(values, dtype=np.float64),
+                                float(thr if data.space.kind == "multilabel" and thr is not None else threshold),
+                                dict(prof.data) if prof is not None else {},
+                            ))
+                            if bar is not None:
+                                bar.advance(task)
+    return RunOutput(blocks, timings, skipped)
+
+
+def _check_pred(name: str, data: EvalData, proba, values, n: int) -> None:
+    sp = data.space
+    if sp.is_class:
+        if proba is None or np.shape(proba) != (n, len(sp.classes)):
+            raise PerserError(f"method {name!r} returned proba of shape {None if proba is None else np.shape(proba)}, "
+                              f"expected {(n, len(sp.classes))}")
+    elif values is None or np.shape(values) != (n, len(sp.dimensions)):
+        raise PerserError(f"method {name!r} returned values of shape {None if values is None else np.shape(values)}, "
+                          f"expected {(n, len(sp.dimensions))}")
+
+
+def _seed_everything(seed: int) -> None:
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=False)

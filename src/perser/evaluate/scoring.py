@@ -1,0 +1,216 @@
+"""From predictions to ``results.csv`` (long) and ``summary.csv`` (with CIs and p-values).
+
+Listener-level metrics are computed per listener on their test clips. With
+``pool_folds=True`` (default) a listener's predictions from all folds of one seed are
+pooled first (each of their test clips is predicted once per seed, by the profile
+enrolled in that clip's fold), so small per-fold test sets do not make UAR, F1 or CCC
+erratic; the ``fold`` column then reads ``all``.
+
+In the summary a listener is the unit: their values are averaged over seeds (and
+folds), the mean over listeners gets a percentile bootstrap CI over listeners, and
+each method is compared with the baseline on the same listeners by a two-sided
+Wilcoxon signed-rank test. Corpus-level metrics (``ccc_con``) have one value per seed
+(and fold); the seed is then the unit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from perser.evaluate.metrics import (
+    LOWER_IS_BETTER,
+    bootstrap_ci,
+    categorical_metrics,
+    ccc,
+    dimensional_metrics,
+    multilabel_metrics,
+    paired_wilcoxon,
+)
+from perser.evaluate.protocol import EvalData
+from perser.evaluate.runner import Block
+
+RESULT_COLUMNS = ["method", "scenario", "k", "seed", "fold", "annotator", "metric", "value"]
+SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "unit", "n", "mean", "ci_low", "ci_high",
+                   "gain_vs_baseline", "p_vs_baseline"]
+
+
+def base_metric(metric: str) -> str:
+    """``ccc/arousal`` -> ``ccc``; ``uar_balanced`` -> ``uar_balanced``."""
+    return metric.split("/")[0]
+
+
+def lower_is_better(metric: str) -> bool:
+    return base_metric(metric) in LOWER_IS_BETTER
+
+
+def _metrics(space, y, proba, values, threshold) -> dict[str, float]:
+    if space.kind == "categorical":
+        return categorical_metrics(y, proba)
+    if space.kind == "multilabel":
+        return multilabel_metrics(y, proba, threshold)
+    return dimensional_metrics(y, values, space.dimensions)
+
+
+def chosen_annotators(profile: dict, seen: set[str]) -> list[str]:
+    """Seen listeners' ids recorded anywhere in a profile's data (the listeners ``similar`` chose)."""
+    found: list[str] = []
+
+    def walk(v):
+        if isinstance(v, str):
+            if v in seen and v not in found:
+                found.append(v)
+        elif isinstance(v, dict):
+            for key, x in v.items():
+                walk(key)
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    walk(profile)
+    return found
+
+
+def score_blocks(
+    blocks: list[Block], data: EvalData, pool_folds: bool = True, style_column: str | None = "style",
+) -> pd.DataFrame:
+    """Long results table (see :data:`RESULT_COLUMNS`)."""
+    space = data.space
+    rows: list[tuple] = []
+    groups: dict[tuple, list[Block]] = defaultdict(list)
+    for b in blocks:
+        key = (b.method, b.scenario, b.k, b.seed, "all" if pool_folds else b.fold, b.annotator)
+        groups[key].append(b)
+    for key, bs in groups.items():
+        y = np.concatenate([b.y for b in bs])
+        proba = None if bs[0].proba is None else np.concatenate([b.proba for b in bs])
+        values = None if bs[0].values is None else np.concatenate([b.values for b in bs])
+        for metric, value in _metrics(space, y, proba, values, bs[0].threshold).items():
+            rows.append((*key, metric, value))
+        rows.append((*key, "n_test", float(len(y))))
+    # retrieval: did the method's profile name a seen listener of the listener's own style?
+    styles = None
+    if style_column and data.annotators is not None and style_column in data.annotators.columns:
+        styles = data.annotators[style_column].astype(str)
+        styles.index = styles.index.astype(str)
+        seen_all = set(data.ratings["annotator_id"].unique()) & set(styles.index)
+        ret: dict[tuple, list[float]] = defaultdict(list)
+        for b in blocks:
+            if b.annotator not in styles.index or not b.profile:
+                continue
+            chosen = chosen_annotators(b.profile, seen_all - {b.annotator})
+            if not chosen:
+                continue
+            same = np.mean([styles.get(c) == styles[b.annotator] for c in chosen])
+            key = (b.method, b.scenario, b.k, b.seed, "all" if pool_folds else b.fold, b.annotator)
+            ret[key].append(float(same))
+        for key, v in ret.items():
+            rows.append((*key, "retrieval", float(np.mean(v))))
+    if space.kind == "dimensional":
+        rows.extend(_ccc_con(blocks, data, pool_folds))
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    out["fold"] = out["fold"].astype(str)
+    out["k"] = out["k"].astype(int)
+    out["seed"] = out["seed"].astype(int)
+    return out.sort_values(["method", "scenario", "k", "seed", "fold", "annotator", "metric"], kind="stable",
+                           ignore_index=True)
+
+
+def consensus_values(data: EvalData) -> pd.DataFrame:
+    """Mean rating per clip over every listener of the evaluation data (the consensus label)."""
+    cols = list(data.space.dimensions)
+    return data.ratings.groupby("clip_id")[cols].mean()
+
+
+def _ccc_con(blocks: list[Block], data: EvalData, pool_folds: bool) -> list[tuple]:
+    cons = consensus_values(data)
+    dims = list(data.space.dimensions)
+    groups: dict[tuple, list[Block]] = defaultdict(list)
+    for b in blocks:
+        groups[(b.method, b.scenario, b.k, b.seed, "all" if pool_folds else b.fold)].append(b)
+    rows = []
+    for key, bs in groups.items():
+        ids = np.concatenate([b.clip_ids for b in bs])
+        vals = np.concatenate([b.values for b in bs])
+        df = pd.DataFrame(vals, columns=dims)
+        df["clip_id"] = ids
+        mean_pred = df.groupby("clip_id")[dims].mean()
+        truth = cons.loc[mean_pred.index]
+        per = {d: ccc(truth[d].to_numpy(), mean_pred[d].to_numpy()) for d in dims}
+        for d, v in per.items():
+            rows.append((*key, "", f"ccc_con/{d}", v))
+        rows.append((*key, "", "ccc_con/mean", float(np.nanmean(list(per.values())))))
+    return rows
+
+
+def summarize(
+    results: pd.DataFrame, baseline: str = "consensus", n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """One row per (method, scenario, k, metric) with mean, bootstrap CI and the paired test.
+
+    ``gain_vs_baseline`` is the mean paired difference method - baseline, sign-flipped
+    for lower-is-better metrics so that a positive gain is always an improvement.
+    ``p_vs_baseline`` is the two-sided Wilcoxon signed-rank p-value on the paired units
+    (empty for the baseline itself and where no pairs exist).
+    """
+    res = results[results["metric"] != "n_test"]
+    out = []
+    for (scen, k, metric), g in res.groupby(["scenario", "k", "metric"], sort=True):
+        corpus_level = (g["annotator"] == "").all()
+        unit_cols = ["seed", "fold"] if corpus_level else ["annotator"]
+        per_unit = g.groupby(["method", *unit_cols])["value"].mean()
+        base = per_unit.xs(baseline, level="method") if baseline in per_unit.index.get_level_values(0) else None
+        sign = -1.0 if lower_is_better(metric) else 1.0
+        for method, vals in per_unit.groupby(level="method", sort=True):
+            v = vals.droplevel("method")
+            lo, hi = bootstrap_ci(v.to_numpy(), n_boot=n_boot, level=level, seed=seed)
+            gain = p = np.nan
+            if base is not None and method != baseline:
+                common = v.index.intersection(base.index)
+                if len(common):
+                    a, b = v.loc[common].to_numpy(), base.loc[common].to_numpy()
+                    gain = float(np.nanmean(sign * (a - b)))
+                    p = paired_wilcoxon(a, b)
+            out.append((method, scen, int(k), metric, "seed/fold" if corpus_level else "listener", int(v.notna().sum()),
+                        float(np.nanmean(v.to_numpy())) if v.notna().any() else np.nan, lo, hi, gain, p))
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def listener_gains(results: pd.DataFrame, metric: str, scenario: str, k: int, baseline: str = "consensus") -> pd.DataFrame:
+    """Per-listener gain over the baseline (positive = better), one column per method."""
+    g = results[(results["metric"] == metric) & (results["scenario"] == scenario) & (results["k"] == k)]
+    if g.empty:
+        return pd.DataFrame()
+    per = g.groupby(["annotator", "method"])["value"].mean().unstack("method")
+    if baseline not in per.columns:
+        return pd.DataFrame()
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    return per.drop(columns=[baseline]).sub(per[baseline], axis=0).mul(sign)
+
+
+def confusion_counts(blocks: list[Block], data: EvalData) -> pd.DataFrame:
+    """Counts of (true class, decided class) per method, scenario, K and decision (categorical only)."""
+    from perser.evaluate.metrics import balanced_decision
+
+    if data.space.kind != "categorical":
+        return pd.DataFrame(columns=["method", "scenario", "k", "decision", "true", "pred", "count"])
+    classes = data.space.classes
+    C = len(classes)
+    acc: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros((C, C), dtype=np.int64))
+    listener_groups: dict[tuple, list[Block]] = defaultdict(list)
+    for b in blocks:
+        listener_groups[(b.method, b.scenario, b.k, b.seed, b.annotator)].append(b)
+    for (method, scen, k, _seed, _a), bs in listener_groups.items():
+        y = np.concatenate([b.y for b in bs])
+        p = np.concatenate([b.proba for b in bs])
+        for decision, pred in (("argmax", p.argmax(axis=1)), ("balanced", balanced_decision(p))):
+            np.add.at(acc[(method, scen, k, decision)], (y, pred), 1)
+    rows = []
+    for (method, scen, k, decision), m in acc.items():
+        for i in range(C):
+            for j in range(C):
+                rows.append((method, scen, k, decision, classes[i], classes[j], int(m[i, j])))
+    return pd.DataFrame(rows, columns=["method", "scenario", "k", "decision", "true", "pred", "count"])
