@@ -134,13 +134,11 @@ def test_multilabel_other_and_missing_dom(tmp_path):
                     & c.ratings["emotion"].notna()].iloc[0]
     assert (row["emotion"], row["other_text"]) == ("other", "bored")
     assert _rating(c, "M020", "E3", "emotion")["emotion"] == "excited"
-    # "val 3; act 3;" without dom: kept with NaN dominance, counted
-    dims = c.ratings[(c.ratings["clip_id"] == f"{DIALOG}_M020") & (c.ratings["annotator_id"] == "E1")
-                     & c.ratings["arousal"].notna()].iloc[0]
-    assert (dims["valence"], dims["arousal"]) == (3.0, 3.0) and np.isnan(dims["dominance"])
-    assert c.meta["skipped"] == {"dimensional lines without 'dom' (dominance set to NaN)": 1}
+    # "val 3; act 3;" without dom: the dimensional line is skipped (all three or none), counted
+    assert c.ratings_in("avd").query("clip_id == @DIALOG + '_M020'")["annotator_id"].tolist() == ["E2"]
+    assert c.meta["skipped"] == {"dimensional lines without 'dom' skipped": 1}
     msgs = [str(w.message) for w in rec]
-    assert any("1 dimensional lines without 'dom'" in m and f"{DIALOG}.txt:26" in m for m in msgs)
+    assert any("1 dimensional lines without 'dom' skipped" in m and f"{DIALOG}.txt:26" in m for m in msgs)
     enc = c.space("emotions").encode(c.ratings_in("emotions"))
     assert enc.shape[1] == 10 and enc.sum(axis=1).max() == 2
 
@@ -156,8 +154,8 @@ def test_fixture_round_trip_with_crlf_subfolders_and_quirks(tmp_path):
     assert sorted(c.clips.index) == sorted(kept.index)
     assert (c.clips.loc[kept.index, "speaker"] == kept["speaker"]).all()
     sk = c.meta["skipped"]
-    assert sk["dimensional lines without 'dom' (dominance set to NaN)"] == fx.quirks["missing_dom"]
-    assert sk["'act' values off the 1-5 scale set to NaN"] == fx.quirks["off_scale"]
+    assert sk["dimensional lines without 'dom' skipped"] == fx.quirks["missing_dom"] == 1
+    assert sk["dimensional lines with 'act' off the 1-5 scale skipped"] == fx.quirks["off_scale"] == 1
     assert sk["macOS '._*' resource files ignored"] == 2  # one per session; never parsed
     assert any(k.startswith("clips without an audio file dropped") for k in sk)
     assert len(rec) == len(sk)
@@ -194,16 +192,15 @@ def test_unknown_label_errors_or_is_counted(tmp_path):
     assert len(c.ratings_in("emotion").query("clip_id == @DIALOG + '_M020'")) == 2
 
 
-def test_blank_and_off_scale_values(tmp_path):
-    text = DOC.replace("A-E3:\tval 3; act 2; dom  2;", "A-E3:\tval ; act 6; dom  2;")
+def test_blank_and_off_scale_values_skip_the_line(tmp_path):
+    text = DOC.replace("A-E3:\tval 3; act 2; dom  2;", "A-E3:\tval ; act 2; dom  2;")
+    text = text.replace("A-E4:\tval 2; act 3; dom  3;", "A-E4:\tval 2; act 6; dom  3;")
     _doc_tree(tmp_path, text)
     c = _load(tmp_path)
-    r = c.ratings[
-        (c.ratings["clip_id"] == f"{DIALOG}_F000") & (c.ratings["annotator_id"] == "E3") & c.ratings["dominance"].notna()
-    ].iloc[0]
-    assert np.isnan(r["valence"]) and np.isnan(r["arousal"]) and r["dominance"] == 2.0
-    assert c.meta["skipped"]["blank 'val' values set to NaN"] == 1
-    assert c.meta["skipped"]["'act' values off the 1-5 scale set to NaN"] == 1
+    assert c.ratings_in("avd").query("clip_id == @DIALOG + '_F000'").empty
+    assert len(c.ratings_in("emotion").query("clip_id == @DIALOG + '_F000'")) == 3  # C lines unaffected
+    assert c.meta["skipped"]["dimensional lines with a blank 'val' value skipped"] == 1
+    assert c.meta["skipped"]["dimensional lines with 'act' off the 1-5 scale skipped"] == 1
     _doc_tree(tmp_path / "x", DOC.replace("A-E3:\tval 3; act 2; dom  2;", "A-E3:\tval x; act 2; dom  2;"))
     with pytest.raises(CorpusError, match=r":8: val value 'x' is not a number"):
         load_corpus(tmp_path / "x")
@@ -224,7 +221,7 @@ def test_annotator_scope(tmp_path):
 
 def test_missing_audio_policies(tmp_path):
     _doc_tree(tmp_path, wavs=("F000", "F019"))
-    with pytest.warns(PerserWarning, match=r"1 clips without an audio file dropped with their 6 rating"):
+    with pytest.warns(PerserWarning, match=r"1 clips without an audio file dropped with their 5 rating"):
         c = load_corpus(tmp_path)
     assert f"{DIALOG}_M020" not in c.clips.index
     assert not (c.ratings["clip_id"] == f"{DIALOG}_M020").any()

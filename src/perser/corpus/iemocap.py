@@ -46,9 +46,10 @@ id): ``Ses01F_script01_1_M026`` → speaker ``Ses01M``, gender ``male``, session
 fold 1. There is no official split (leave one session out).
 
 Quirks handled (each counted in a warning and in ``meta["skipped"]``): dimensional
-lines without ``dom`` or with blank/off-scale values (value set to NaN; a line with no
-value at all is skipped), categorical lines without a label, repeated lines of one
-rater, missing audio files (``missing_audio``). Lines that fit no known form raise
+lines without ``dom`` or with a blank or off-scale value are skipped (a dimensional
+rating carries all three values or none; the rater's categorical line is kept),
+categorical lines without a label, repeated lines of one rater, missing audio files
+(``missing_audio``). Lines that fit no known form raise
 :class:`~perser.errors.CorpusError` naming the file and line number.
 """
 
@@ -345,24 +346,24 @@ def _parse_file(
                 log.add("dimensional lines without any value skipped", where(f, i))
                 continue
             vals = {}
+            problem = None
             for key, dim in _DIM_NAMES.items():
                 raw = found.get(key)
                 if raw is None:
-                    log.add(f"dimensional lines without '{key}' ({dim} set to NaN)", where(f, i))
-                    vals[dim] = np.nan
+                    problem = problem or f"dimensional lines without '{key}' skipped"
                     continue
                 try:
                     x = rel.to_float(raw)
                 except ValueError:
                     raise CorpusError(f"{where(f, i)}: {key} value {raw!r} is not a number") from None
                 if np.isnan(x):
-                    log.add(f"blank '{key}' values set to NaN", where(f, i))
+                    problem = problem or f"dimensional lines with a blank '{key}' value skipped"
                 elif not SCALE[0] <= x <= SCALE[1]:
-                    log.add(f"'{key}' values off the 1-5 scale set to NaN", f"{raw} at {where(f, i)}")
-                    x = np.nan
+                    problem = problem or f"dimensional lines with '{key}' off the 1-5 scale skipped"
                 vals[dim] = x
-            if all(np.isnan(x) for x in vals.values()):
-                log.add("dimensional lines without any usable value skipped", where(f, i))
+            if problem is not None:
+                # a dimensional rating carries all three values or none
+                log.add(problem, f"{s!r} at {where(f, i)}")
                 continue
             row.update(vals)
         rows.append(row)

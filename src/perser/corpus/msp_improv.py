@@ -41,7 +41,8 @@ the released means (``release_emotion``, ``release_arousal``, … flipped the sa
 
 Quirks handled (counted in warnings and ``meta["skipped"]``): rater lines repeated in a
 block (exact copies dropped; differing repeats resolved by ``duplicates``), ``NaN``
-dominance or naturalness (kept as NaN), an utterance described in two blocks (merged),
+dominance (the line's A/V/D are dropped, its emotion kept; ``dominance=False`` keeps
+arousal and valence) or naturalness (NaN), an utterance described in two blocks (merged),
 missing audio (``missing_audio``). A line that fits neither form raises
 :class:`~perser.errors.CorpusError` naming the file and line.
 """
@@ -95,6 +96,7 @@ def load(
     flip_arousal: bool = True,
     secondary: bool = False,
     naturalness: bool = False,
+    dominance: bool = True,
     duplicates: str = "first",
     missing_audio: str = "drop",
     unknown_labels: str = "error",
@@ -111,6 +113,11 @@ def load(
         Add the ``emotions`` multilabel space (primary + secondary answers).
     naturalness:
         Add a dimensional space ``naturalness`` (1–5) from the ``N`` values.
+    dominance:
+        Include ``dominance`` in the ``avd`` space (default). A dimensional rating
+        carries all of its space's values or none, so a rater line with ``D:NaN`` loses
+        its arousal and valence too (counted); ``dominance=False`` gives an arousal and
+        valence space that keeps them.
     duplicates:
         A rater line repeated with different values: keep the ``"first"`` (default),
         the ``"last"``, or average (``"mean"``). Exact copies are always dropped. Counted.
@@ -200,7 +207,7 @@ def load(
                 "naturalness": _num(n, "N", at)}
         for key, x in vals.items():
             if np.isnan(x):
-                log.add(f"rater lines with NaN {key} (kept as NaN)", at)
+                log.add(f"rater lines with {key} NaN", at)
             elif not SCALE[0] <= x <= SCALE[1]:
                 log.add(f"{key} values off the 1-5 scale set to NaN", f"{x:g} at {at}")
                 vals[key] = np.nan
@@ -220,6 +227,15 @@ def load(
         raise CorpusError(f"{f}: no utterance found")
     clips_df = make_clips(list(clips.values()))
     ratings = pd.DataFrame(rows, columns=RATING_COLUMNS)
+    dims = list(DIMENSIONS) if dominance else ["arousal", "valence"]
+    partial = ratings[dims].isna().any(axis=1) & ratings[dims].notna().any(axis=1)
+    if partial.any():
+        ex = ratings.loc[partial].iloc[0]
+        log.add(f"rater lines missing one of {'/'.join(dims)} (dimensions dropped, emotion kept)",
+                f"{ex['annotator_id']} on {ex['clip_id']}", int(partial.sum()))
+        ratings.loc[partial, dims] = np.nan
+    if not dominance:
+        ratings = ratings.drop(columns="dominance")
     ratings = rel.resolve_duplicates(ratings, duplicates, log, [*DIMENSIONS, "naturalness"], what="rater")
     clips_df, ratings = rel.check_audio(clips_df, ratings, missing_audio, log, f"{NAME} at {path}")
     if durations:
@@ -227,10 +243,10 @@ def load(
     spaces = [LabelSpace("emotion", "categorical", classes=PRIMARY)]
     if secondary:
         spaces.append(LabelSpace("emotions", "multilabel", classes=MULTILABEL))
-    spaces.append(LabelSpace("avd", "dimensional", dimensions=DIMENSIONS, scale=SCALE))
+    spaces.append(LabelSpace("avd", "dimensional", dimensions=tuple(dims), scale=SCALE))
     if naturalness:
         spaces.append(LabelSpace("naturalness", "dimensional", dimensions=("naturalness",), scale=SCALE))
-    columns = [c for c in RATING_COLUMNS if (secondary or c != "emotions")]
+    columns = [c for c in RATING_COLUMNS if (secondary or c != "emotions") and (dominance or c != "dominance")]
     meta = {
         "format": NAME,
         "arousal_flipped": bool(flip_arousal),

@@ -42,8 +42,8 @@ unknown speakers together; this is counted in a warning.
 
 Quirks handled (counted in warnings and ``meta["skipped"]``): a worker rating a
 segment twice (``duplicates="first"`` by default: exact copies are dropped, differing
-rows keep the first; ``"last"`` or ``"mean"`` on request), NaN A/V/D (kept as NaN),
-values off 1–7 (NaN), missing audio (``missing_audio``), ratings of segments that the
+rows keep the first; ``"last"`` or ``"mean"`` on request), NaN or off-scale (outside
+1–7) A/V/D values (the rating's three dimensions are dropped, its emotion kept), missing audio (``missing_audio``), ratings of segments that the
 consensus file does not list (``unknown_clips``). A malformed detailed row raises
 :class:`~perser.errors.CorpusError` naming the file and line.
 """
@@ -206,8 +206,10 @@ def load(
         ratings = ratings.loc[known]
     nan_dims = ratings[list(DIMENSIONS)].isna().any(axis=1)
     if nan_dims.any():
-        log.add("ratings with NaN A/V/D values (kept, dimensions NaN)", ratings.loc[nan_dims, "_at"].iloc[0],
-                int(nan_dims.sum()))
+        # a dimensional rating carries all of A/V/D or none; the class answer is kept
+        log.add("ratings with NaN A/V/D values (dimensions dropped, emotion kept)",
+                ratings.loc[nan_dims, "_at"].iloc[0], int(nan_dims.sum()))
+        ratings.loc[nan_dims, list(DIMENSIONS)] = np.nan
     ratings = rel.resolve_duplicates(ratings.drop(columns="_at"), duplicates, log, list(DIMENSIONS),
                                      what="worker")
     clips, ratings = rel.check_audio(clips, ratings, missing_audio, log, f"{NAME} at {path}")
@@ -350,7 +352,7 @@ def _value(raw, key: str, at: str, log: SkipLog) -> float:
     except (TypeError, ValueError):
         raise CorpusError(f"{at}: {key} value {raw!r} is not a number") from None
     if not np.isnan(x) and not SCALE[0] <= x <= SCALE[1]:
-        log.add(f"{key} values off the 1-7 scale set to NaN", f"{raw} at {at}")
+        log.add(f"{key} values off the 1-7 scale (treated as NaN)", f"{raw} at {at}")
         return float("nan")
     return x
 

@@ -206,7 +206,7 @@ def write_iemocap(
     crlf:
         Write CRLF line endings.
     missing_dom, off_scale:
-        Number of ``A-`` lines written without ``dom`` / with ``act 7`` (→ NaN arousal).
+        Number of ``A-`` lines written without ``dom`` / with ``act 7`` (the loader skips them).
     multi_label:
         Number of ``C-`` lines with two labels (``Neutral; Anger;``).
     other_answers:
@@ -276,18 +276,16 @@ def write_iemocap(
                     a, v, d = _rate_dims(rng, raters[e], avd, 1, 5)
                     row = dict(clip_id=uid, annotator_id=f"E{e + 1}", arousal=float(a), valence=float(v),
                                dominance=float(d), is_self=False)
-                    if quirks["missing_dom"] < missing_dom:
+                    if quirks["missing_dom"] < missing_dom:  # the loader skips the line
                         block_a.append(f"A-E{e + 1}:\tval {v}; act {a};\t()")
-                        row["dominance"] = np.nan
                         quirks["missing_dom"] += 1
-                    elif quirks["off_scale"] < off_scale and quirks["missing_dom"] >= missing_dom:
+                    elif quirks["off_scale"] < off_scale:  # likewise
                         block_a.append(f"A-E{e + 1}:\tval {v}; act 7; dom  {d};\t()")
-                        row["arousal"] = np.nan
                         quirks["off_scale"] += 1
                     else:
                         block_a.append(f"A-E{e + 1}:\tval {v}; act {a}; dom  {d};\t()")
-                    ext_dims.append((row["valence"], row["arousal"], row["dominance"]))
-                    truth.append(row)
+                        ext_dims.append((row["valence"], row["arousal"], row["dominance"]))
+                        truth.append(row)
                     atr_files.setdefault(f"e{e + 1}", []).append(f"{uid} :act {a}; :val {v}; :dom {d};")
                 if rng.random() < self_eval:
                     me = actors[(s, g)]
@@ -396,7 +394,7 @@ def write_msp_podcast(
     exact_duplicates:
         Rating rows repeated verbatim (CSV forms only; JSON keys cannot repeat).
     nan_avd:
-        Rating rows with NaN A/V/D (kept, dimensions NaN).
+        Rating rows with NaN A/V/D (the loader keeps their emotion).
     other_answers:
         Ratings answering ``Other-<text>``; the first holds ``;`` in its text.
     missing_audio:
@@ -583,7 +581,7 @@ def write_msp_improv(
     duplicate_rows:
         Rater lines repeated verbatim in the same block (the loader drops the copies).
     nan_dn:
-        Rater lines with ``D:NaN; N:NaN``.
+        Rater lines with ``D:NaN; N:NaN`` (the loader drops their A/V/D, keeps the emotion).
     other_answers:
         Rater lines answering ``Other`` with free text in the secondary field.
     avi:
@@ -623,9 +621,11 @@ def write_msp_improv(
                 if quirks["nan_dn"] < nan_dn and j % 3 == 1:
                     row.update(dominance=np.nan, naturalness=np.nan)
                     quirks["nan_dn"] += 1
+                dims.append((a, v, row["dominance"], row["naturalness"]))
+                if np.isnan(row["dominance"]):  # the loader keeps A/V/D all or none
+                    row.update(arousal=np.nan, valence=np.nan)
                 truth.append(row)
                 prim.append(p)
-                dims.append((a, v, row["dominance"], row["naturalness"]))
                 line = (f"{rater_ids[w]}; {p.capitalize()}; {disk_sec}; A:{_f6(6 - a)}; V:{_f6(v)}; "
                         f"D:{_f6(row['dominance'])}; N:{_f6(row['naturalness'])};")
                 block.append(line)

@@ -1,0 +1,230 @@
+"""MSP-Podcast loader on trees in the release layouts (EmoDetail, v2.0 columns, JSON)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from perser import load_corpus
+from perser.corpus import detect_format
+from perser.errors import ConfigError, CorpusError, PerserWarning
+from perser.testing.corpora import assert_same_ratings, write_msp_podcast
+
+CONSENSUS = (
+    "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n"
+    "MSP-PODCAST_0001_0008.wav,N,4.2,4.4,4.6,127,Female,Train\n"
+    "MSP-PODCAST_0002_0033.wav,X,3.8,3.6,4.0,Unknown,Unknown,Development\n"
+)
+# the documentation's illustrative EmoDetail rows (CSV-quoted when the field has commas)
+EMODETAIL = (
+    "FileName,EmoDetail\n"
+    'MSP-PODCAST_0001_0008.wav,"WORKER00000123; Neutral; Neutral,Concerned; A:4.0; V:4.0; D:4.0;"\n'
+    "MSP-PODCAST_0001_0008.wav,WORKER00000456; Happy; ; A:5.0; V:6.0; D:5.0;\n"
+    'MSP-PODCAST_0001_0008.wav,"WORKER00000789; Other-bored; Frustrated,Other-tired; A:2.0; V:3.0; D:4.0;"\n'
+    'MSP-PODCAST_0002_0033.wav,"WORKER00000123; Other-bored; a bit; Sad; A:3.0; V:2.0; D:6.0;"\n'
+    "MSP-PODCAST_0002_0033.wav,WORKER00000456; Sad; ; A:nan; V:nan; D:nan;\n"
+)
+RATED = ["emotion", "secondary", "other_text", "arousal", "valence", "dominance"]
+
+
+def _tree(tmp_path: Path, detailed: str = EMODETAIL, consensus: str = CONSENSUS, label_dir="Labels",
+          consensus_name="labels_consensus.csv", audio_dir="Audios", detailed_name="labels_detailed.csv") -> Path:
+    ldir = tmp_path / label_dir
+    ldir.mkdir(parents=True)
+    (ldir / consensus_name).write_text(consensus)
+    if detailed is not None:
+        (ldir / detailed_name).write_text(detailed)
+    for name in ("MSP-PODCAST_0001_0008", "MSP-PODCAST_0002_0033"):
+        p = tmp_path / audio_dir / f"{name}.wav"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(p), np.zeros(1600, dtype=np.float32), 16000, subtype="PCM_16")
+    return tmp_path
+
+
+def _load(path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerserWarning)
+        return load_corpus(path, **kw)
+
+
+def _row(c, clip, worker):
+    r = c.ratings[(c.ratings["clip_id"] == clip) & (c.ratings["annotator_id"] == worker)]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+def test_documented_emodetail_rows(tmp_path):
+    _tree(tmp_path)
+    with pytest.warns(PerserWarning) as rec:
+        c = load_corpus(tmp_path)
+    assert c.meta["format"] == "msp-podcast" and c.meta["detailed_form"] == "emodetail"
+    assert c.space("avd").scale == (1.0, 7.0)
+    a = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
+    assert (a["emotion"], a["secondary"], a["arousal"], a["valence"], a["dominance"]) == (
+        "neutral", "neutral;concerned", 4.0, 4.0, 4.0)
+    b = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
+    assert b["emotion"] == "happy" and pd.isna(b["secondary"]) and (b["arousal"], b["valence"]) == (5.0, 6.0)
+    o = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
+    # "Other-tired" among the secondary answers is the secondary class other, its text kept
+    assert (o["emotion"], o["secondary"], o["other_text"]) == ("other", "frustrated;other", "bored; tired")
+    # free "Other-" text holding "; " stays with the primary answer
+    s = _row(c, "MSP-PODCAST_0002_0033", "WORKER00000123")
+    assert (s["emotion"], s["other_text"], s["secondary"], s["dominance"]) == ("other", "bored; a bit", "sad", 6.0)
+    n = _row(c, "MSP-PODCAST_0002_0033", "WORKER00000456")
+    assert n["emotion"] == "sad" and np.isnan(n["arousal"])
+    assert c.meta["skipped"]["ratings with NaN A/V/D values (dimensions dropped, emotion kept)"] == 1
+    # consensus: split, speaker as a string, Unknown speaker and gender
+    k = c.clips.loc["MSP-PODCAST_0001_0008"]
+    assert (k["speaker"], k["gender"], k["split"], k["release_emotion"]) == ("127", "female", "train", "neutral")
+    assert (k["release_arousal"], k["release_valence"], k["release_dominance"]) == (4.2, 4.4, 4.6)
+    u = c.clips.loc["MSP-PODCAST_0002_0033"]
+    assert (u["speaker"], u["split"]) == ("unknown-0002", "dev") and pd.isna(u["gender"])
+    assert any("Unknown speaker" in str(w.message) for w in rec)
+
+
+@pytest.mark.parametrize("form", ["emodetail", "v2", "json"])
+def test_fixture_round_trip_each_form(tmp_path, form):
+    fx = write_msp_podcast(tmp_path, form=form, missing_audio=1, seed=11)
+    with pytest.warns(PerserWarning):
+        c = load_corpus(fx)
+    assert c.meta["detailed_form"] == form
+    assert_same_ratings(c.ratings, fx.ratings, RATED)
+    kept = fx.clips[fx.clips["audio"]]
+    assert sorted(c.clips.index) == sorted(kept.index)
+    sk = c.meta["skipped"]
+    assert sk["segments with an Unknown speaker given a per-podcast pseudo speaker 'unknown-<podcast>'"] == \
+        fx.quirks["unknown_speaker"]
+    if form != "json":
+        assert sk["exact duplicate worker rows dropped"] == fx.quirks["exact_duplicates"]
+        key = "conflicting duplicate worker rows for one (clip, annotator) resolved by duplicates='first'"
+        assert sk[key] == fx.quirks["duplicate_raters"]
+    assert c.clips["split"].isin(["train", "dev", "test1", "test2"]).all()
+    assert c.ratings["annotator_id"].str.fullmatch(r"WORKER\d{8}").all()
+
+
+def test_v2_columns_selected_by_name(tmp_path):
+    fx = write_msp_podcast(tmp_path, form="v2", seed=2)
+    f = fx.root / "Labels" / "labels_detailed.csv"
+    df = pd.read_csv(f, dtype=str, keep_default_na=False)
+    df[["EmoDom", "WorkerID", "EmoClass_Second", "FileName", "EmoVal", "EmoClass_Major", "EmoAct"]].to_csv(
+        f, index=False)
+    c = _load(fx)
+    assert_same_ratings(c.ratings, fx.ratings, RATED)
+
+
+def test_release_variants_labels_concensus_validation_audio_16khz(tmp_path):
+    fx = write_msp_podcast(tmp_path, label_dir="labels", consensus_name="labels_concensus.csv",
+                           audio_dir="audio_16kHz", dev_name="Validation", seed=4)
+    assert detect_format(fx.root) == "msp-podcast"
+    c = _load(fx)
+    assert "dev" in set(c.clips["split"])
+    assert c.clips["path"].str.contains("/audio_16kHz/").all()
+    assert_same_ratings(c.ratings, fx.ratings, RATED)
+    fx2 = write_msp_podcast(tmp_path / "j", consensus_name="labels_consensus.json", label_dir="label", seed=4)
+    c2 = _load(fx2)
+    pd.testing.assert_series_equal(c2.clips["split"].sort_index(), c.clips["split"].sort_index(),
+                                   check_dtype=False)
+
+
+def test_duplicate_policies(tmp_path):
+    dup = EMODETAIL + "MSP-PODCAST_0001_0008.wav,WORKER00000456; Happy; ; A:7.0; V:6.0; D:5.0;\n"
+    _tree(tmp_path, dup)
+    key = "conflicting duplicate worker rows for one (clip, annotator) resolved by duplicates={!r}"
+    first = _load(tmp_path)
+    assert _row(first, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 5.0
+    assert first.meta["skipped"][key.format("first")] == 1
+    last = _load(tmp_path, duplicates="last")
+    assert _row(last, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 7.0
+    mean = _load(tmp_path, duplicates="mean")
+    assert _row(mean, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 6.0
+    assert mean.meta["duplicates"] == "mean"
+    with pytest.raises(ConfigError, match="duplicates"):
+        load_corpus(tmp_path, duplicates="keep")
+
+
+def test_malformed_emodetail_names_file_and_line(tmp_path):
+    bad = EMODETAIL.replace("WORKER00000456; Sad; ; A:nan; V:nan; D:nan;", "WORKER00000456; Sad; A:3")
+    _tree(tmp_path, bad)
+    with pytest.raises(CorpusError, match=r"labels_detailed\.csv:6: cannot parse EmoDetail"):
+        load_corpus(tmp_path)
+
+
+def test_unknown_primary_and_unknown_segment(tmp_path):
+    _tree(tmp_path / "a", EMODETAIL.replace("WORKER00000456; Happy;", "WORKER00000456; Joyful;"))
+    with pytest.raises(CorpusError, match=r"labels_detailed\.csv:3: primary emotion 'Joyful' is not one of"):
+        load_corpus(tmp_path / "a")
+    c = _load(tmp_path / "a", unknown_labels="skip")
+    assert c.meta["skipped"]["ratings with an unknown primary emotion skipped"] == 1
+    extra = EMODETAIL + "MSP-PODCAST_0003_0001.wav,WORKER00000456; Sad; ; A:1.0; V:1.0; D:1.0;\n"
+    _tree(tmp_path / "b", extra)
+    with pytest.raises(CorpusError, match=r":7: rating of segment 'MSP-PODCAST_0003_0001', which "):
+        load_corpus(tmp_path / "b")
+    c = _load(tmp_path / "b", unknown_clips="skip")
+    assert c.meta["skipped"]["ratings of segments not in the consensus file skipped"] == 1
+
+
+def test_off_scale_values_and_bad_split(tmp_path):
+    _tree(tmp_path / "a", EMODETAIL.replace("A:5.0; V:6.0", "A:9.0; V:6.0"))
+    c = _load(tmp_path / "a")
+    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
+    assert r["emotion"] == "happy" and r[["arousal", "valence", "dominance"]].isna().all()
+    assert c.meta["skipped"]["A values off the 1-7 scale (treated as NaN)"] == 1
+    _tree(tmp_path / "b", consensus=CONSENSUS.replace(",Train", ",Training"))
+    with pytest.raises(CorpusError, match=r"labels_consensus\.csv:2: Split_Set 'Training'"):
+        load_corpus(tmp_path / "b")
+
+
+def test_secondary_multilabel_space(tmp_path):
+    _tree(tmp_path)
+    c = _load(tmp_path, secondary=True)
+    assert c.space("emotions").kind == "multilabel" and "concerned" in c.space("emotions").classes
+    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
+    assert r["emotions"] == "other;frustrated"
+    assert c.space("emotions").encode(c.ratings_in("emotions")).sum() >= 5
+    assert "emotions" not in _load(tmp_path).label_spaces
+
+
+def test_json_detailed_and_missing_audio(tmp_path):
+    obj = {
+        "MSP-PODCAST_0001_0008.wav": {
+            "WORKER00000123": {"EmoClass_Major": "Angry", "EmoClass_Second": "Annoyed,Frustrated",
+                               "EmoAct": "6", "EmoVal": 2.0, "EmoDom": 5},
+        },
+        "MSP-PODCAST_0002_0033.wav": {
+            "WORKER00000123": {"EmoClass_Major": "Neutral", "EmoClass_Second": "", "EmoAct": 4, "EmoVal": 4,
+                               "EmoDom": None},
+        },
+    }
+    _tree(tmp_path, detailed=json.dumps(obj), detailed_name="labels_detailed.json")
+    (tmp_path / "Audios" / "MSP-PODCAST_0002_0033.wav").unlink()  # like MSP-PODCAST_1909_1017 in v2.0
+    with pytest.warns(PerserWarning, match="1 clips without an audio file dropped with their 1 rating"):
+        c = load_corpus(tmp_path)
+    assert c.meta["detailed_form"] == "json"
+    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
+    assert (r["emotion"], r["secondary"], r["arousal"], r["valence"]) == ("angry", "annoyed;frustrated", 6.0, 2.0)
+    assert list(c.clips.index) == ["MSP-PODCAST_0001_0008"]
+    with pytest.raises(CorpusError, match="no audio file"):
+        load_corpus(tmp_path, missing_audio="error")
+
+
+def test_not_detected_without_consensus(tmp_path):
+    (tmp_path / "Labels").mkdir()
+    with pytest.raises(CorpusError, match="could not recognise"):
+        detect_format(tmp_path)
+
+
+def test_sizes_and_seed(tmp_path):
+    a = write_msp_podcast(tmp_path / "a", n_clips=60, n_annotators=20, ratings_per_clip=6, seed=1)
+    b = write_msp_podcast(tmp_path / "b", n_clips=60, n_annotators=20, ratings_per_clip=6, seed=1)
+    c = write_msp_podcast(tmp_path / "c", n_clips=60, n_annotators=20, ratings_per_clip=6, seed=2)
+    f = "Labels/labels_detailed.csv"
+    assert (a.root / f).read_bytes() == (b.root / f).read_bytes() != (c.root / f).read_bytes()
+    k = _load(a)
+    counts = k.ratings["annotator_id"].value_counts()
+    assert counts.index.nunique() == 20 and counts.max() > 2 * counts.min()  # long-tailed
