@@ -65,7 +65,13 @@ class LabelSpace:
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
         if self.scale is not None:
-            object.__setattr__(self, "scale", (float(self.scale[0]), float(self.scale[1])))
+            try:
+                lo, hi = (float(x) for x in self.scale)
+            except (TypeError, ValueError):
+                raise CorpusError(
+                    f"label space {self.name!r}: scale must be two numbers (low, high), got {self.scale!r}"
+                ) from None
+            object.__setattr__(self, "scale", (lo, hi))
         if self.kind not in KINDS:
             raise CorpusError(f"label space {self.name!r}: unknown kind {self.kind!r}; expected one of {KINDS}")
         if not self.name:
@@ -130,14 +136,20 @@ class LabelSpace:
                 )
             return codes.to_numpy(dtype=np.int64)
         out = np.zeros((len(col), len(self.classes)), dtype=np.float32)
-        for r, value in enumerate(col.to_numpy()):
-            for c in split_multilabel(value):
-                if c not in index:
-                    raise CorpusError(
-                        f"space {self.name!r}: label {c!r} (rating row {ratings.index[r]!r}) "
-                        f"is not one of {list(self.classes)}"
-                    )
-                out[r, index[c]] = 1.0
+        present = col.notna().to_numpy()
+        parts = col[present].astype("str").str.split(MULTILABEL_SEP, regex=False)
+        rows = np.repeat(np.flatnonzero(present), parts.str.len().to_numpy(dtype=np.int64))
+        values = parts.explode().astype("str").str.strip().to_numpy(dtype=object)
+        keep = values != ""
+        rows, values = rows[keep], values[keep]
+        codes = pd.Index(list(self.classes), dtype=object).get_indexer(values)
+        if (codes < 0).any():
+            j = int(np.flatnonzero(codes < 0)[0])
+            raise CorpusError(
+                f"space {self.name!r}: label {values[j]!r} (rating row {ratings.index[rows[j]]!r}) "
+                f"is not one of {list(self.classes)}"
+            )
+        out[rows, codes] = 1.0
         return out
 
     def decode(self, y: np.ndarray) -> list:
@@ -274,8 +286,10 @@ def make_clips(records: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     df.index.name = "clip_id"
     for col in ("path", "speaker", "split", "session", "gender"):
         if col in df.columns:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-            df[col] = df[col].map(lambda v: None if v is None else str(v))
+            present = df[col].notna().to_numpy()
+            values = np.full(len(df), None, dtype=object)
+            values[present] = df[col][present].astype("str").to_numpy(dtype=object)
+            df[col] = pd.Series(values, index=df.index, dtype=object)
     return df
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
+from perser.corpus.validate import validate_corpus
 from perser.errors import CorpusError
 
 FILES = ("corpus.yaml", "clips.csv", "ratings.csv")
@@ -68,7 +69,44 @@ def read_spec(path: Path) -> dict:
         raise CorpusError(f"{f}: expected a mapping with name and label_spaces")
     if not spec.get("label_spaces"):
         raise CorpusError(f"{f}: no label_spaces declared")
+    if not isinstance(spec["label_spaces"], list):
+        raise CorpusError(f"{f}: label_spaces must be a list of mappings, got {spec['label_spaces']!r}")
+    for i, d in enumerate(spec["label_spaces"], start=1):
+        if not isinstance(d, dict):
+            raise CorpusError(f"{f}: label space {i} must be a mapping (name, kind, classes or dimensions), got {d!r}")
+        if not d.get("name"):
+            raise CorpusError(f"{f}: label space {i} has no name")
+    if spec.get("meta") is not None and not isinstance(spec["meta"], dict):
+        raise CorpusError(f"{f}: meta must be a mapping")
     return spec
+
+
+def read_spaces(path: Path, spec: dict) -> dict[str, LabelSpace]:
+    """The label spaces declared in ``spec``; errors name ``corpus.yaml`` and the space."""
+    f = path / "corpus.yaml"
+    spaces: dict[str, LabelSpace] = {}
+    for d in spec["label_spaces"]:
+        name = str(d["name"])
+        if name in spaces:
+            raise CorpusError(f"{f}: label space {name!r} is declared twice")
+        try:
+            spaces[name] = LabelSpace.from_dict(d)
+        except CorpusError as e:
+            raise CorpusError(f"{f}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorpusError(f"{f}: label space {name!r} is malformed ({e})") from None
+    return spaces
+
+
+def _bools(col: pd.Series, f: Path) -> pd.Series:
+    """Parse a true/false column (``true``/``false``, ``1``/``0``, ``yes``/``no``; empty is false)."""
+    low = col.astype("str").str.strip().str.lower().where(col.notna(), "")
+    truthy, falsy = low.isin(["true", "1", "yes"]), low.isin(["false", "0", "no", ""])
+    bad = ~(truthy | falsy)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CorpusError(f"{f}:{i + 2}: {col.name} value {col.iloc[i]!r} is not true/false")
+    return pd.Series(truthy.to_numpy(dtype=bool), index=col.index, name=col.name)
 
 
 def load(path: Path, check_audio: bool = True) -> Corpus:
@@ -78,44 +116,42 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     """
     path = Path(path)
     spec = read_spec(path)
-    try:
-        spaces = {d["name"]: LabelSpace.from_dict(d) for d in spec["label_spaces"]}
-    except (KeyError, TypeError) as e:
-        raise CorpusError(f"{path / 'corpus.yaml'}: malformed label space ({e})") from None
-    clips = read_csv(path / "clips.csv", dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
-                                                 "session": str, "gender": str})
+    spaces = read_spaces(path, spec)
+    fc, fr, fa = path / "clips.csv", path / "ratings.csv", path / "annotators.csv"
+    clips = read_csv(fc, dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
+                                "session": str, "gender": str}, keep_default_na=False, na_values=[""])
     for col in ("clip_id", "path", "speaker"):
         if col not in clips.columns:
-            raise CorpusError(f"{path / 'clips.csv'}: missing column {col!r} (has {list(clips.columns)})")
-    clips = make_clips(clips)
-    nopath = clips["path"].isna()
+            raise CorpusError(f"{fc}: missing column {col!r} (has {list(clips.columns)})")
+    nopath = clips["path"].isna() | (clips["path"].astype("str").str.strip() == "")
     if nopath.any():
-        raise CorpusError(f"{path / 'clips.csv'}: clip {clips.index[nopath.to_numpy()][0]!r} has no path")
-    root = str(path.resolve())
-    clips["path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(root, p)) for p in clips["path"]]
+        i = int(np.flatnonzero(nopath.to_numpy())[0])
+        raise CorpusError(f"{fc}:{i + 2}: clip {clips['clip_id'].iloc[i]!r} has no path")
+    clips = make_clips(clips)
+    clips["path"] = resolve_paths(clips["path"], path)
 
     dtypes: dict = {"clip_id": str, "annotator_id": str}
     for s in spaces.values():
         if s.is_class:
             dtypes[s.name] = str
-    ratings = read_csv(path / "ratings.csv", dtype=dtypes, keep_default_na=False, na_values=[""])
+    ratings = read_csv(fr, dtype=dtypes, keep_default_na=False, na_values=[""])
     for col in ("clip_id", "annotator_id"):
         if col not in ratings.columns:
-            raise CorpusError(f"{path / 'ratings.csv'}: missing column {col!r} (has {list(ratings.columns)})")
+            raise CorpusError(f"{fr}: missing column {col!r} (has {list(ratings.columns)})")
     for s in spaces.values():
         for c in s.columns:
             if c not in ratings.columns:
                 raise CorpusError(
-                    f"{path / 'ratings.csv'}: label space {s.name!r} needs column {c!r} (has {list(ratings.columns)})"
+                    f"{fr}: label space {s.name!r} needs column {c!r} (has {list(ratings.columns)})"
                 )
     ratings = make_ratings(ratings)
     if "is_self" in ratings.columns:
-        ratings["is_self"] = ratings["is_self"].astype(str).str.lower().isin(["true", "1", "yes"])
+        ratings["is_self"] = _bools(ratings["is_self"], fr)
     annotators = None
-    if (path / "annotators.csv").is_file():
-        annotators = read_csv(path / "annotators.csv", dtype={"annotator_id": str})
+    if fa.is_file():
+        annotators = read_csv(fa, dtype={"annotator_id": str})
         if "annotator_id" not in annotators.columns:
-            raise CorpusError(f"{path / 'annotators.csv'}: missing column 'annotator_id'")
+            raise CorpusError(f"{fa}: missing column 'annotator_id'")
         annotators = annotators.set_index("annotator_id")
     meta = dict(spec.get("meta") or {})
     for key in ("license", "citation", "description"):
@@ -130,7 +166,22 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
         meta=meta,
         root=path,
     )
-    return corpus.validate(check_audio=check_audio)
+    validate_corpus(corpus, check_audio=check_audio,
+                    sources={"clips": fc, "ratings": fr, "annotators": fa if annotators is not None else None})
+    for s in spaces.values():  # validated as numeric: store every dimension as float
+        if not s.is_class:
+            for d in s.dimensions:
+                corpus.ratings[d] = pd.to_numeric(corpus.ratings[d]).astype(np.float64)
+    return corpus
+
+
+def resolve_paths(paths: pd.Series, root: Path) -> pd.Series:
+    """Relative audio paths made absolute against ``root`` (normalised); absolute ones kept."""
+    base = str(Path(root).resolve())
+    values = paths.to_numpy(dtype=object)
+    uniq = pd.unique(values)
+    resolved = {p: (p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))) for p in uniq}
+    return pd.Series([resolved[p] for p in values], index=paths.index, name=paths.name, dtype=object)
 
 
 def _jsonable(v):

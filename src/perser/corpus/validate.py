@@ -2,17 +2,24 @@
 
 Every check raises :class:`~perser.errors.CorpusError` naming the culprit
 (clip id, annotator id, column, value) rather than letting bad data through.
+When the tables were just read from files (the table format), pass ``sources``
+(``{"clips": path, "ratings": path, "annotators": path}``): a culprit in row *i*
+is then named as ``file:line`` (line ``i + 2``, after the header).
+
+The checks are vectorised (a corpus the size of MSP-Podcast validates in a few
+seconds); see ``benchmarks/corpus/``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from perser.corpus.model import Corpus, LabelSpace, split_multilabel
-from perser.errors import CorpusError
+from perser.corpus.model import MULTILABEL_SEP, Corpus, LabelSpace
+from perser.errors import CorpusError, SkipLog
 
 
 def _first(mask: pd.Series | np.ndarray, values: pd.Series) -> object:
@@ -20,106 +27,215 @@ def _first(mask: pd.Series | np.ndarray, values: pd.Series) -> object:
     return values.iloc[idx]
 
 
-def validate_clips(clips: pd.DataFrame, name: str = "corpus", check_audio: bool = False) -> None:
+def _at(name: str, sources: dict | None, table: str, row: int | None) -> str:
+    """Message prefix: ``file:line: `` when the table came from a file, else ``name: ``."""
+    src = (sources or {}).get(table)
+    if src is not None and row is not None:
+        return f"{src}:{int(row) + 2}: "
+    return f"{name}: "
+
+
+def _line(sources: dict | None, table: str, row: int) -> str:
+    return f"line {int(row) + 2}" if (sources or {}).get(table) is not None else f"row {int(row)}"
+
+
+def _blank(s: pd.Series) -> np.ndarray:
+    """Missing or whitespace-only entries (``"nan"`` counts as missing)."""
+    st = s.astype("str")
+    return (s.isna() | (st.str.strip() == "") | (st == "nan")).to_numpy()
+
+
+def validate_clips(clips: pd.DataFrame, name: str = "corpus", check_audio: bool = False,
+                   sources: dict | None = None) -> None:
     """Clip ids unique and non-empty; ``path`` and ``speaker`` present; audio exists if asked."""
     for col in ("path", "speaker"):
         if col not in clips.columns:
             raise CorpusError(f"{name}: clips table lacks column {col!r}")
-    ids = clips.index.to_series()
-    empty = ids.isna() | (ids.astype(str).str.strip() == "")
+    empty = _blank(clips.index.to_series())
     if empty.any():
-        raise CorpusError(f"{name}: empty clip id at clips row {int(np.flatnonzero(empty)[0])}")
+        i = int(np.flatnonzero(empty)[0])
+        raise CorpusError(f"{_at(name, sources, 'clips', i)}empty clip id at clips {_line(sources, 'clips', i)}")
     dup = clips.index.duplicated()
     if dup.any():
-        raise CorpusError(f"{name}: duplicate clip id {clips.index[dup][0]!r}")
-    nospk = clips["speaker"].isna() | (clips["speaker"].astype(str).str.strip() == "")
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(clips.index == clips.index[i])[0])
+        raise CorpusError(
+            f"{_at(name, sources, 'clips', i)}duplicate clip id {clips.index[i]!r} (first at {_line(sources, 'clips', first)})"
+        )
+    nospk = _blank(clips["speaker"])
     if nospk.any():
-        raise CorpusError(f"{name}: clip {clips.index[nospk.to_numpy()][0]!r} has no speaker")
+        i = int(np.flatnonzero(nospk)[0])
+        raise CorpusError(f"{_at(name, sources, 'clips', i)}clip {clips.index[i]!r} has no speaker")
     if check_audio:
-        missing = [cid for cid, p in clips["path"].items() if p is None or not Path(p).is_file()]
-        if missing:
+        paths = clips["path"]
+        uniq = pd.unique(paths.dropna().to_numpy(dtype=object))
+        exists = {p: os.path.isfile(p) for p in uniq}
+        ok = np.fromiter((exists.get(p, False) if isinstance(p, str) else False for p in paths.to_numpy(dtype=object)),
+                         dtype=bool, count=len(paths))
+        if not ok.all():
+            missing = clips.index[~ok]
             raise CorpusError(
                 f"{name}: {len(missing)} clip(s) have no audio file, e.g. {missing[0]!r} "
                 f"({clips.at[missing[0], 'path']})"
             )
 
 
-def validate_space_values(ratings: pd.DataFrame, space: LabelSpace, name: str = "corpus") -> None:
+def _who(ratings: pd.DataFrame, i: int) -> str:
+    return f"clip {ratings['clip_id'].iloc[i]!r} by annotator {ratings['annotator_id'].iloc[i]!r}"
+
+
+def validate_space_values(ratings: pd.DataFrame, space: LabelSpace, name: str = "corpus",
+                          sources: dict | None = None) -> None:
     """Every present value of ``space`` is in its classes / on its scale."""
     for col in space.columns:
         if col not in ratings.columns:
             raise CorpusError(f"{name}: ratings lack column {col!r} of label space {space.name!r}")
-    if space.kind == "categorical":
+    if space.is_class:
         col = ratings[space.name]
-        bad = col.notna() & ~col.isin(space.classes)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
+        present = col.notna().to_numpy()
+        if space.kind == "categorical":
+            rows = np.flatnonzero(present)
+            values = col.to_numpy(dtype=object)[rows]
+        else:
+            present = present & (col.astype("str").str.strip() != "").to_numpy()
+            sub = col[present].astype("str").str.split(MULTILABEL_SEP, regex=False)
+            lengths = sub.str.len().to_numpy(dtype=np.int64)
+            rows = np.repeat(np.flatnonzero(present), lengths)
+            values = sub.explode().astype("str").str.strip().to_numpy(dtype=object)
+            # a value made of separators only (";", " ; ") names no class
+            has = np.bincount(rows[values != ""], minlength=len(col)) > 0
+            hollow = present & ~has
+            if hollow.any():
+                i = int(np.flatnonzero(hollow)[0])
+                raise CorpusError(
+                    f"{_at(name, sources, 'ratings', i)}{space.name} value {col.iloc[i]!r} of {_who(ratings, i)} names no class"
+                )
+            keep = values != ""
+            rows, values = rows[keep], values[keep]
+        known = pd.Index(list(space.classes), dtype=object).get_indexer(values) >= 0
+        if not known.all():
+            j = int(np.flatnonzero(~known)[0])
+            i = int(rows[j])
             raise CorpusError(
-                f"{name}: label {col.iloc[i]!r} of clip {ratings['clip_id'].iloc[i]!r} by annotator "
-                f"{ratings['annotator_id'].iloc[i]!r} is not one of {list(space.classes)} (space {space.name!r})"
+                f"{_at(name, sources, 'ratings', i)}label {values[j]!r} of {_who(ratings, i)} "
+                f"is not one of {list(space.classes)} (space {space.name!r})"
             )
-    elif space.kind == "multilabel":
-        allowed = set(space.classes)
-        col = ratings[space.name]
-        for i, v in enumerate(col.to_numpy()):
-            for c in split_multilabel(v):
-                if c not in allowed:
-                    raise CorpusError(
-                        f"{name}: label {c!r} of clip {ratings['clip_id'].iloc[i]!r} by annotator "
-                        f"{ratings['annotator_id'].iloc[i]!r} is not one of {list(space.classes)} (space {space.name!r})"
-                    )
     else:
         lo, hi = space.scale  # type: ignore[misc]
         for d in space.dimensions:
             col = pd.to_numeric(ratings[d], errors="coerce")
-            nonnum = col.isna() & ratings[d].notna()
+            nonnum = (col.isna() & ratings[d].notna()).to_numpy()
             if nonnum.any():
-                i = int(np.flatnonzero(nonnum.to_numpy())[0])
+                i = int(np.flatnonzero(nonnum)[0])
                 raise CorpusError(
-                    f"{name}: non-numeric {d} value {ratings[d].iloc[i]!r} for clip "
-                    f"{ratings['clip_id'].iloc[i]!r} by annotator {ratings['annotator_id'].iloc[i]!r}"
+                    f"{_at(name, sources, 'ratings', i)}non-numeric {d} value {ratings[d].iloc[i]!r} for {_who(ratings, i)}"
                 )
-            off = col.notna() & ((col < lo) | (col > hi))
+            v = col.to_numpy(dtype=np.float64)
+            off = ~np.isnan(v) & ((v < lo) | (v > hi) | ~np.isfinite(v))
             if off.any():
-                i = int(np.flatnonzero(off.to_numpy())[0])
+                i = int(np.flatnonzero(off)[0])
                 raise CorpusError(
-                    f"{name}: {d} value {col.iloc[i]} of clip {ratings['clip_id'].iloc[i]!r} by annotator "
-                    f"{ratings['annotator_id'].iloc[i]!r} is off the scale {lo:g}–{hi:g}"
+                    f"{_at(name, sources, 'ratings', i)}{d} value {v[i]:g} of {_who(ratings, i)} "
+                    f"is off the scale {lo:g}–{hi:g}"
                 )
 
 
-def validate_ratings(ratings: pd.DataFrame, clips: pd.DataFrame, spaces: dict[str, LabelSpace], name: str = "corpus") -> None:
-    """Ratings refer to known clips, have non-empty annotator ids, valid values, no duplicates."""
+def validate_ratings(ratings: pd.DataFrame, clips: pd.DataFrame, spaces: dict[str, LabelSpace], name: str = "corpus",
+                     sources: dict | None = None) -> None:
+    """Ratings refer to known clips, have non-empty annotator ids, valid values, no duplicates.
+
+    Also: every rating carries a value in at least one label space, and a dimensional
+    rating carries all of its space's dimensions or none.
+    """
     for col in ("clip_id", "annotator_id"):
         if col not in ratings.columns:
             raise CorpusError(f"{name}: ratings table lacks column {col!r}")
-    ann = ratings["annotator_id"]
-    empty = ann.isna() | (ann.astype(str).str.strip() == "") | (ann.astype(str) == "nan")
+    empty = _blank(ratings["annotator_id"])
     if empty.any():
-        i = int(np.flatnonzero(empty.to_numpy())[0])
-        raise CorpusError(f"{name}: empty annotator id in the rating of clip {ratings['clip_id'].iloc[i]!r}")
-    unknown = ~ratings["clip_id"].isin(clips.index)
+        i = int(np.flatnonzero(empty)[0])
+        raise CorpusError(f"{_at(name, sources, 'ratings', i)}empty annotator id in the rating of clip {ratings['clip_id'].iloc[i]!r}")
+    # unknown clips: factorise once, look up the distinct ids only
+    codes, uniq = pd.factorize(ratings["clip_id"], sort=False)
+    known = pd.Index(uniq).isin(clips.index)
+    unknown = ~known[codes] if len(codes) else np.zeros(0, dtype=bool)
     if unknown.any():
-        n = int(unknown.sum())
+        i = int(np.flatnonzero(unknown)[0])
         raise CorpusError(
-            f"{name}: {n} rating(s) for clip(s) not in the clips table, e.g. clip "
-            f"{_first(unknown, ratings['clip_id'])!r} by annotator {_first(unknown, ratings['annotator_id'])!r}"
+            f"{_at(name, sources, 'ratings', i)}{int(unknown.sum())} rating(s) for clip(s) not in the clips table, "
+            f"e.g. clip {ratings['clip_id'].iloc[i]!r} by annotator {ratings['annotator_id'].iloc[i]!r}"
         )
+    any_value = np.zeros(len(ratings), dtype=bool)
+    acodes = None
     for space in spaces.values():
-        validate_space_values(ratings, space, name)
-        present = ratings[space.columns].notna().any(axis=1)
-        sub = ratings.loc[present, ["clip_id", "annotator_id"]]
-        dup = sub.duplicated()
+        validate_space_values(ratings, space, name, sources)
+        notna = ratings[space.columns].notna().to_numpy()
+        present = notna.any(axis=1)
+        if space.kind == "dimensional":
+            partial = present & ~notna.all(axis=1)
+            if partial.any():
+                i = int(np.flatnonzero(partial)[0])
+                has = [d for d, x in zip(space.dimensions, notna[i]) if x]
+                lacks = [d for d, x in zip(space.dimensions, notna[i]) if not x]
+                raise CorpusError(
+                    f"{_at(name, sources, 'ratings', i)}the rating of {_who(ratings, i)} has {', '.join(has)} "
+                    f"but lacks {', '.join(lacks)} (space {space.name!r})"
+                )
+        elif space.kind == "multilabel":
+            present &= (ratings[space.name].astype("str").str.strip() != "").to_numpy()
+        any_value |= present
+        if acodes is None:
+            acodes = pd.factorize(ratings["annotator_id"], sort=False)[0].astype(np.int64)
+        key = pd.Series(codes.astype(np.int64)[present] * (int(acodes.max()) + 1 if len(acodes) else 1) + acodes[present])
+        dup = key.duplicated().to_numpy()
         if dup.any():
-            i = int(np.flatnonzero(dup.to_numpy())[0])
+            rows = np.flatnonzero(present)
+            i = int(rows[np.flatnonzero(dup)[0]])
+            first = int(rows[np.flatnonzero((key == key.iloc[int(np.flatnonzero(dup)[0])]).to_numpy())[0]])
             raise CorpusError(
-                f"{name}: annotator {sub['annotator_id'].iloc[i]!r} rated clip {sub['clip_id'].iloc[i]!r} "
-                f"more than once in space {space.name!r}"
+                f"{_at(name, sources, 'ratings', i)}annotator {ratings['annotator_id'].iloc[i]!r} rated clip "
+                f"{ratings['clip_id'].iloc[i]!r} more than once in space {space.name!r} (first at {_line(sources, 'ratings', first)})"
             )
+    if spaces and not any_value.all():
+        i = int(np.flatnonzero(~any_value)[0])
+        raise CorpusError(f"{_at(name, sources, 'ratings', i)}the rating of {_who(ratings, i)} has no value in any label space")
 
 
-def validate_corpus(corpus: Corpus, check_audio: bool = False) -> None:
-    """Run every check on ``corpus``."""
+def validate_annotators(annotators: pd.DataFrame, ratings: pd.DataFrame, name: str = "corpus",
+                        sources: dict | None = None) -> None:
+    """Annotator table: unique, non-empty ids; a counted warning for raters it does not list."""
+    ids = annotators.index.to_series()
+    empty = _blank(ids)
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise CorpusError(f"{_at(name, sources, 'annotators', i)}empty annotator id in the annotator table")
+    dup = annotators.index.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(annotators.index == annotators.index[i])[0])
+        raise CorpusError(
+            f"{_at(name, sources, 'annotators', i)}duplicate annotator id {annotators.index[i]!r} "
+            f"(first at {_line(sources, 'annotators', first)})"
+        )
+    raters = pd.Index(pd.unique(ratings["annotator_id"]))
+    missing = raters[~raters.isin(annotators.index)]
+    if len(missing):
+        src = (sources or {}).get("annotators")
+        table = Path(src).name if src is not None else "the annotator table"
+        log = SkipLog(name)
+        reason = f"annotator(s) rate clips but are not in {table}"
+        log.add(reason, "", n=len(missing))
+        for a in sorted(missing.astype(str))[: log.max_examples]:
+            log.add(reason, a, n=0)
+        log.emit(stacklevel=3)
+
+
+def validate_corpus(corpus: Corpus, check_audio: bool = False, sources: dict | None = None) -> None:
+    """Run every check on ``corpus``.
+
+    ``sources`` optionally maps ``"clips"``, ``"ratings"`` and ``"annotators"`` to the
+    files the tables were read from, row *i* being line *i + 2*; errors then cite
+    ``file:line``.
+    """
     if not corpus.label_spaces:
         raise CorpusError(f"{corpus.name}: no label space declared")
     cols: dict[str, str] = {}
@@ -128,5 +244,7 @@ def validate_corpus(corpus: Corpus, check_audio: bool = False) -> None:
             if c in cols or c in ("clip_id", "annotator_id"):
                 raise CorpusError(f"{corpus.name}: column {c!r} is claimed by label spaces {cols.get(c)!r} and {s.name!r}")
             cols[c] = s.name
-    validate_clips(corpus.clips, corpus.name, check_audio=check_audio)
-    validate_ratings(corpus.ratings, corpus.clips, corpus.label_spaces, corpus.name)
+    validate_clips(corpus.clips, corpus.name, check_audio=check_audio, sources=sources)
+    validate_ratings(corpus.ratings, corpus.clips, corpus.label_spaces, corpus.name, sources=sources)
+    if corpus.annotators is not None:
+        validate_annotators(corpus.annotators, corpus.ratings, corpus.name, sources=sources)
