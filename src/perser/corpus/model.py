@@ -121,7 +121,7 @@ class LabelSpace:
             vals = ratings[list(self.dimensions)].to_numpy(dtype=np.float32)
             if np.isnan(vals).any():
                 r = int(np.argwhere(np.isnan(vals))[0, 0])
-                raise CorpusError(f"space {self.name!r}: missing dimensional value in rating row {ratings.index[r]!r}")
+                raise CorpusError(f"space {self.name!r}: missing dimensional value in rating row {_row(ratings, r)!r}")
             return vals
         col = ratings[self.name]
         index = {c: i for i, c in enumerate(self.classes)}
@@ -131,7 +131,7 @@ class LabelSpace:
             if bad.any():
                 i = bad.to_numpy().nonzero()[0][0]
                 raise CorpusError(
-                    f"space {self.name!r}: label {col.iloc[i]!r} (rating row {ratings.index[i]!r}) "
+                    f"space {self.name!r}: label {col.iloc[i]!r} (rating row {_row(ratings, i)!r}) "
                     f"is not one of {list(self.classes)}"
                 )
             return codes.to_numpy(dtype=np.int64)
@@ -146,7 +146,7 @@ class LabelSpace:
         if (codes < 0).any():
             j = int(np.flatnonzero(codes < 0)[0])
             raise CorpusError(
-                f"space {self.name!r}: label {values[j]!r} (rating row {ratings.index[rows[j]]!r}) "
+                f"space {self.name!r}: label {values[j]!r} (rating row {_row(ratings, int(rows[j]))!r}) "
                 f"is not one of {list(self.classes)}"
             )
         out[rows, codes] = 1.0
@@ -183,6 +183,12 @@ class LabelSpace:
             dimensions=tuple(str(c) for c in d.get("dimensions", ())),
             scale=tuple(scale) if scale is not None else None,  # type: ignore[arg-type]
         )
+
+
+def _row(df: pd.DataFrame, i: int):
+    """Index label of positional row ``i`` as a plain Python value (for messages)."""
+    label = df.index[i]
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def split_multilabel(value) -> list[str]:
