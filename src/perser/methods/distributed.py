@@ -1,0 +1,142 @@
+"""Data-parallel training across processes (``torchrun``) with small, explicit helpers.
+
+``torchrun --nproc_per_node N perser train ...`` starts N processes with the
+environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; :func:`init` joins them into a process group (NCCL when CUDA is
+available, gloo otherwise). Without those variables every function here degrades to
+the single-process case (rank 0 of 1), so callers need no special path.
+
+Typical use::
+
+    distributed.init()                         # no-op outside torchrun
+    rows = distributed.shard(batch_rows)       # this rank's part of a global batch
+    ...backward on this rank's rows...
+    distributed.all_reduce_sum(grads)          # sum the (pre-weighted) gradients
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from perser.errors import ConfigError
+
+_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launched_by_torchrun() -> bool:
+    """True when the torchrun environment variables describe more than one process."""
+    return all(k in os.environ for k in _ENV) and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def default_backend() -> str:
+    """``"nccl"`` when CUDA is available, else ``"gloo"``."""
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init(backend: str | None = None) -> bool:
+    """Join the process group described by the torchrun environment.
+
+    Returns True when running distributed (world size > 1). Safe to call twice and
+    outside torchrun (then it returns False and does nothing).
+    """
+    if is_initialized():
+        return world_size() > 1
+    if not launched_by_torchrun():
+        return False
+    backend = backend or default_backend()
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+    return world_size() > 1
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank (0 outside a process group)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 outside a process group)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0: the process that prints, saves checkpoints and writes models."""
+    return rank() == 0
+
+
+def device() -> torch.device:
+    """The device this rank computes on (its CUDA device under NCCL, else CPU)."""
+    if is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def shard(items: np.ndarray | Sequence, rank_: int | None = None, world: int | None = None):
+    """This rank's contiguous part of ``items`` (``np.array_split`` into ``world`` parts)."""
+    r = rank() if rank_ is None else rank_
+    w = world_size() if world is None else world
+    return np.array_split(np.asarray(items), w)[r]
+
+
+def all_reduce_sum(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Sum ``tensors`` over ranks, in place, in one flat collective; returns them.
+
+    Outside a process group the tensors are returned unchanged.
+    """
+    tensors = list(tensors)
+    if not is_initialized() or world_size() == 1 or not tensors:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    off = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[off : off + n].view_as(t))
+        off += n
+    return tensors
+
+
+def all_reduce_mean(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Average ``tensors`` over ranks, in place (e.g. per-rank mean gradients of equal-size shards)."""
+    tensors = all_reduce_sum(tensors)
+    w = world_size()
+    if w > 1:
+        for t in tensors:
+            t.div_(w)
+    return tensors
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``module``'s parameters and buffers from rank ``src`` to every rank."""
+    if not is_initialized() or world_size() == 1:
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=src)
+
+
+def barrier() -> None:
+    if is_initialized() and world_size() > 1:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (no-op outside one)."""
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def check_batch(n_rows: int) -> None:
+    """Raise :class:`ConfigError` when a global batch cannot give every rank a row."""
+    if n_rows < world_size():
+        raise ConfigError(f"a batch of {n_rows} rows cannot be split across {world_size()} processes")

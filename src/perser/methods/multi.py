@@ -1,0 +1,215 @@
+"""The multi-annotator model and the two trivial baselines built on it.
+
+:class:`MultiAnnotatorModel` is a shared :class:`~perser.methods.nets.Encoder` with one
+linear output head per seen annotator who has at least ``min_ratings`` ratings, all
+evaluated in one batched product (:class:`~perser.methods.nets.MultiHead`). Each
+rating trains its annotator's head. With ``consensus_weight > 0`` an extra *consensus
+head* is trained jointly on per-clip consensus targets built from **all** ratings, so
+annotators with fewer ratings still count there; it serves predictions without a
+profile and is the starting point of ``finetune``.
+
+* ``random-annotator`` (:class:`RandomAnnotator`): a new listener gets a seen
+  annotator's head drawn at random (seeded by ``seed`` and the listener's name);
+* ``mean-annotator`` (:class:`MeanAnnotator`): the mean of all seen heads'
+  predictions (mean of probabilities for classes).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+
+from perser.errors import ConfigError
+from perser.methods.base import Predictions, Profile, RatingSet
+from perser.methods.neural import NeuralPersonalizer
+from perser.methods.nets import activate, to_unit
+from perser.methods.training import fit_model
+
+#: profile name of the consensus head
+CONSENSUS = "<consensus>"
+
+
+class MultiAnnotatorModel(NeuralPersonalizer):
+    """Shared trunk with one output head per seen annotator (plus a consensus head).
+
+    Parameters
+    ----------
+    min_ratings:
+        Annotators with fewer training ratings get no head of their own (their ratings
+        still enter the consensus targets).
+    consensus_weight:
+        Weight of the consensus head's loss (0: no consensus head).
+    **kwargs:
+        Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`.
+    """
+
+    def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.min_ratings = min_ratings
+        self.consensus_weight = consensus_weight
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "MultiAnnotatorModel":
+        full_train = train
+        counts = _counts(train.annotator_ids)
+        heads = sorted(a for a, n in counts.items() if n >= int(self.min_ratings))
+        if not heads:
+            top, n = max(counts.items(), key=lambda kv: kv[1]) if counts else ("<none>", 0)
+            raise ConfigError(
+                f"method {self.name!r}: no annotator has min_ratings={self.min_ratings} ratings "
+                f"(most: {top!r} with {n}); lower min_ratings"
+            )
+        train, valid = self._begin_fit(full_train, valid)
+        self.head_annotators_ = heads
+        self._index = {a: i for i, a in enumerate(heads)}
+        use_cons = float(self.consensus_weight) > 0
+        self.net_ = self._make_net(len(heads) + int(use_cons))
+        loss_fn = self._loss_fn()
+        w_cons = float(self.consensus_weight)
+
+        def prepare(rs: RatingSet):
+            X = self._tensor(rs.X)
+            keep = np.isin(rs.annotator_ids, heads)
+            clip = torch.from_numpy(rs.clip_index[keep])
+            hidx = torch.from_numpy(np.array([self._index[a] for a in rs.annotator_ids[keep]], dtype=np.int64))
+            T = torch.from_numpy(self._targets(rs.y[keep]))
+            # consensus target of every clip, from all ratings (indexed by clip row)
+            crow, C = rs.consensus()
+            if self.space_.kind == "dimensional":
+                C = to_unit(C, self.space_.scale)
+            Cfull = torch.zeros((len(rs.X), self.space_.n_outputs))
+            Cfull[torch.from_numpy(crow)] = torch.from_numpy(C.astype(np.float32))
+            return X, clip, hidx, T, Cfull
+
+        X, clip, hidx, T, Cfull = prepare(train)
+        H = len(heads)
+
+        def loss_on(module, X, clip, hidx, T, Cfull, r):
+            c = clip[r]
+            if not use_cons:
+                return loss_fn(module(X[c], hidx[r]), T[r])
+            uc = torch.unique(c)
+            out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H)]))
+            return loss_fn(out[: len(c)], T[r]) + w_cons * loss_fn(out[len(c):], Cfull[uc])
+
+        def batch_loss(module, idx):
+            return loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx))
+
+        valid_loss = None
+        if valid is not None and np.isin(valid.annotator_ids, heads).any():
+            V = prepare(valid)
+            all_rows = torch.arange(len(V[1]))
+
+            def valid_loss(model):
+                return loss_on(model, *V, all_rows).item()
+
+        n_items = len(clip)
+        self.history_ = fit_model(self.net_, n_items, batch_loss, valid_loss, self.train_config(self.name))
+        return self
+
+    # --------------------------------------------------------------- heads
+    @property
+    def has_consensus_head(self) -> bool:
+        return self.net_.head.n_heads > len(self.head_annotators_)
+
+    def head_index(self, annotator: str) -> int:
+        """Index of a seen annotator's head (or of the consensus head for :data:`CONSENSUS`)."""
+        self._check_fitted()
+        if annotator == CONSENSUS:
+            if not self.has_consensus_head:
+                raise ConfigError(f"method {self.name!r} was trained without a consensus head (consensus_weight=0)")
+            return len(self.head_annotators_)
+        try:
+            return self._index[annotator]
+        except KeyError:
+            raise ConfigError(
+                f"annotator {annotator!r} has no head in this model "
+                f"({len(self.head_annotators_)} seen annotators with >= {self.min_ratings} ratings)"
+            ) from None
+
+    def head_outputs(self, X: np.ndarray, activated: bool = True) -> torch.Tensor:
+        """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left out)."""
+        z = self.embed(X)
+        with torch.no_grad():
+            out = self.net_.head(z)[:, : len(self.head_annotators_)]
+        return activate(self.space_.kind, out) if activated else out
+
+    def seen_profile(self, annotator: str) -> Profile:
+        """The profile of a seen annotator: their own head."""
+        self.head_index(annotator)
+        return Profile(method=self.name, annotator=annotator, data={"heads": [annotator], "weights": [1.0]})
+
+    def _predict_heads(self, data: dict, X: np.ndarray) -> Predictions:
+        """Predictions from a profile's ``heads``/``weights`` or ``per_dimension`` choice."""
+        z = self.embed(X)
+        with torch.no_grad():
+            if "per_dimension" in data:
+                out = torch.empty(len(z), self.space_.n_outputs)
+                for d, name in enumerate(self.space_.dimensions):
+                    h = self.head_index(data["per_dimension"][name])
+                    out[:, d] = self.net_.head.forward_one(z, h)[:, d]
+                return self._predictions(out)
+            heads, weights = data["heads"], data.get("weights") or [1.0] * len(data["heads"])
+            acc = None
+            for name, w in zip(heads, weights):
+                a = activate(self.space_.kind, self.net_.head.forward_one(z, self.head_index(name))) * float(w)
+                acc = a if acc is None else acc + a
+            return self._predictions(acc / float(sum(weights)), activated=True)
+
+    def _n_heads(self) -> int:
+        return self.net_.head.n_heads
+
+    def _extra_state(self) -> dict:
+        return {"head_annotators": list(self.head_annotators_)}
+
+    def _restore(self, state: dict, arrays: dict) -> None:
+        self.head_annotators_ = list(state["head_annotators"])
+        self._index = {a: i for i, a in enumerate(self.head_annotators_)}
+
+
+class RandomAnnotator(MultiAnnotatorModel):
+    """A new listener is predicted by a randomly drawn seen annotator's head.
+
+    The draw is seeded by ``seed`` and the listener's name, so the same listener always
+    gets the same head. Without a profile, the draw uses ``seed`` alone.
+    """
+
+    name = "random-annotator"
+
+    def _draw(self, annotator: str | None) -> str:
+        key = [int(self.seed)] if annotator is None else [int(self.seed), zlib.crc32(annotator.encode("utf-8"))]
+        rng = np.random.default_rng(key)
+        return self.head_annotators_[int(rng.integers(len(self.head_annotators_)))]
+
+    def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
+        self._check_support(X, y)
+        return Profile(method=self.name, annotator=annotator, data={"heads": [self._draw(annotator)], "weights": [1.0]})
+
+    def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
+        self._check_fitted()
+        self._check_profile(profile)
+        data = profile.data if profile is not None and profile.data.get("heads") else {"heads": [self._draw(None)]}
+        return self._predict_heads(data, X)
+
+
+class MeanAnnotator(MultiAnnotatorModel):
+    """Every listener gets the mean of all seen heads' predictions (profile ignored)."""
+
+    name = "mean-annotator"
+    personalized = False
+
+    def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
+        self._check_support(X, y)
+        return Profile(method=self.name, annotator=annotator, data={"k": int(len(X))})
+
+    def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
+        self._check_fitted()
+        self._check_profile(profile)
+        return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
+
+
+def _counts(ids: np.ndarray) -> dict[str, int]:
+    u, n = np.unique(np.asarray(ids, dtype=str), return_counts=True)
+    return {str(a): int(c) for a, c in zip(u, n)}

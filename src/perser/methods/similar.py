@@ -1,0 +1,182 @@
+"""``similar``: enroll a new listener as the most similar seen annotator.
+
+Tavernor & Mower Provost (2025), "More Similar than Dissimilar": a shared trunk with one
+output head per seen annotator (:class:`~perser.methods.multi.MultiAnnotatorModel`).
+Enrollment runs every head on the listener's K rated clips — the trunk once, then all
+heads in one batched product — scores each head against the listener's labels and
+predicts with the best one:
+
+* dimensional: the summed CCC over dimensions (K = 1: the lowest absolute error);
+* categorical / multilabel: the mean log-likelihood of the listener's labels under the
+  head's predicted distribution (``score="f1"``: macro-F1 of the head's decisions).
+
+Options: ``per_dimension=True`` picks the best head for each dimension on its own (the
+"one-to-two" mapping); ``top_k > 1`` averages the ``top_k`` best heads with weights
+``softmax(score / temperature)``. Ties are broken by the lower absolute error
+(dimensional) or by the head order. The profile records the chosen head(s) — seen
+annotator ids — their scores, and the ten best heads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perser.errors import ConfigError
+from perser.methods.base import Predictions, Profile, RatingSet
+from perser.methods.losses import ccc
+from perser.methods.multi import CONSENSUS, MultiAnnotatorModel
+from perser.methods.nets import to_unit
+
+SCORES = ("auto", "ccc", "mae", "loglik", "f1")
+
+
+class SimilarAnnotator(MultiAnnotatorModel):
+    """Pick the seen annotator's head that best matches the enrollment labels.
+
+    Parameters
+    ----------
+    score:
+        ``"auto"`` (CCC, or absolute error for K = 1, for dimensional spaces;
+        log-likelihood for class spaces), ``"ccc"``, ``"mae"``, ``"loglik"`` or ``"f1"``.
+    per_dimension:
+        Dimensional spaces only: choose the best head per dimension.
+    top_k:
+        Average the ``top_k`` best heads (1: copy the best head).
+    temperature:
+        Softness of the top-k weights ``softmax(score / temperature)``.
+    **kwargs:
+        Hyper-parameters of :class:`~perser.methods.multi.MultiAnnotatorModel`.
+    """
+
+    name = "similar"
+
+    def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.score = score
+        self.per_dimension = per_dimension
+        self.top_k = top_k
+        self.temperature = temperature
+
+    def _check_options(self, kind: str) -> None:
+        if self.score not in SCORES:
+            raise ConfigError(f"method {self.name!r}: unknown score {self.score!r}; use one of {SCORES}")
+        if kind == "dimensional" and self.score in ("loglik", "f1"):
+            raise ConfigError(f"method {self.name!r}: score {self.score!r} needs a class space; use 'ccc' or 'mae'")
+        if kind != "dimensional" and self.score in ("ccc", "mae"):
+            raise ConfigError(f"method {self.name!r}: score {self.score!r} needs a dimensional space; use 'loglik' or 'f1'")
+        if self.per_dimension and kind != "dimensional":
+            raise ConfigError(f"method {self.name!r}: per_dimension=True needs a dimensional space, not {kind}")
+        if int(self.top_k) < 1:
+            raise ConfigError(f"method {self.name!r}: top_k must be at least 1, got {self.top_k}")
+        if not float(self.temperature) > 0:
+            raise ConfigError(f"method {self.name!r}: temperature must be positive, got {self.temperature}")
+
+    def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "SimilarAnnotator":
+        self.check_space(train.space)
+        self._check_options(train.space.kind)
+        return super().fit(train, valid)
+
+    # -------------------------------------------------------------- scoring
+    def score_heads(self, X: np.ndarray, y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+        """Score every seen head on the enrollment clips (see :func:`score_heads`)."""
+        self._check_fitted()
+        self._check_options(self.space_.kind)
+        return score_heads(self, X, y, score=self.score, per_dimension=bool(self.per_dimension))
+
+    def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
+        """Choose the best-matching seen head(s) for a new listener."""
+        crit, s, tie = self.score_heads(X, y)
+        names = self.head_annotators_
+        data: dict = {"criterion": crit, "k": int(len(X))}
+        if self.per_dimension:
+            best = {}
+            for d, dim in enumerate(self.space_.dimensions):
+                h = int(np.lexsort((tie[:, d], -s[:, d]))[0])
+                best[dim] = (names[h], float(s[h, d]))
+            data["per_dimension"] = {dim: b[0] for dim, b in best.items()}
+            data["scores"] = {dim: b[1] for dim, b in best.items()}
+            return Profile(method=self.name, annotator=annotator, data=data)
+        order = np.lexsort((tie, -s))
+        k = min(int(self.top_k), len(order))
+        top = order[:k]
+        w = np.exp((s[top] - s[top].max()) / float(self.temperature))
+        w = w / w.sum()
+        data["heads"] = [names[h] for h in top]
+        data["weights"] = [float(v) for v in w]
+        data["scores"] = [float(s[h]) for h in top]
+        data["ranking"] = [[names[h], float(s[h])] for h in order[:10]]
+        return Profile(method=self.name, annotator=annotator, data=data)
+
+    def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
+        """The chosen head(s); without a profile the consensus head (or the mean of all heads)."""
+        self._check_fitted()
+        self._check_profile(profile)
+        if profile is not None:
+            return self._predict_heads(profile.data, X)
+        if self.has_consensus_head:
+            return self._predict_heads({"heads": [CONSENSUS]}, X)
+        return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
+
+
+def score_heads(model: MultiAnnotatorModel, X: np.ndarray, y: np.ndarray, score: str = "auto", per_dimension: bool = False) -> tuple[str, np.ndarray, np.ndarray]:
+    """Score every seen head of a fitted multi-annotator ``model`` on enrollment clips.
+
+    Returns ``(criterion, scores, tiebreak)``: ``scores`` is ``[H]`` (or ``[H, D]``
+    with ``per_dimension``), higher is better; ``tiebreak`` the same shape, lower is
+    better (the absolute error, or zeros).
+    """
+    X, y = model._check_support(X, y)
+    kind = model.space_.kind
+    out = model.head_outputs(X, activated=False)  # [K, H, n_out]
+    K = len(X)
+    if kind == "dimensional":
+        t = torch.from_numpy(to_unit(y.astype(np.float32), model.space_.scale))[:, None, :]  # [K, 1, D]
+        err = (out - t).abs().mean(dim=0)  # [H, D]
+        crit = score if score != "auto" else ("ccc" if K >= 2 else "mae")
+        if crit == "ccc" and K < 2:
+            raise ConfigError("score 'ccc' needs at least 2 enrollment clips; use 'mae' for K = 1")
+        per_dim = ccc(out, t.expand_as(out)) if crit == "ccc" else -err  # [H, D]
+        if per_dimension:
+            return crit, per_dim.numpy(), err.numpy()
+        return crit, per_dim.sum(dim=1).numpy(), err.sum(dim=1).numpy()
+    crit = "loglik" if score == "auto" else score
+    if kind == "categorical":
+        yt = torch.from_numpy(y.astype(np.int64))
+        if crit == "loglik":
+            logp = F.log_softmax(out, dim=-1)  # [K, H, C]
+            s = logp.gather(2, yt[:, None, None].expand(K, out.shape[1], 1))[..., 0].mean(dim=0)
+        else:
+            s = torch.from_numpy(_macro_f1_categorical(out.argmax(-1).numpy(), y, len(model.space_.classes)))
+    else:
+        yt = torch.from_numpy(y.astype(np.float32))[:, None, :].expand_as(out)
+        if crit == "loglik":
+            s = -F.binary_cross_entropy_with_logits(out, yt, reduction="none").sum(-1).mean(dim=0)
+        else:
+            s = torch.from_numpy(_macro_f1_multilabel((out > 0).numpy(), y.astype(bool)))
+    s = s.numpy() if isinstance(s, torch.Tensor) else s
+    return crit, s.astype(np.float64), np.zeros_like(s, dtype=np.float64)
+
+
+def _macro_f1_categorical(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 of each head's decisions ``pred [K, H]`` against ``y [K]``, over the
+    classes present in the labels or the decisions (as scikit-learn's ``f1_score``)."""
+    P = pred[..., None] == np.arange(n_classes)  # [K, H, C]
+    T = (y[:, None] == np.arange(n_classes))[:, None, :]  # [K, 1, C]
+    return _f1_from_masks(P, T)
+
+
+def _macro_f1_multilabel(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Macro-F1 over classes of decisions ``pred [K, H, C]`` against indicators ``y [K, C]``."""
+    return _f1_from_masks(pred, y[:, None, :])
+
+
+def _f1_from_masks(P: np.ndarray, T: np.ndarray) -> np.ndarray:
+    tp = (P & T).sum(0)
+    fp = (P & ~T).sum(0)
+    fn = (~P & T).sum(0)
+    denom = 2 * tp + fp + fn
+    present = denom > 0
+    f1 = np.where(present, 2 * tp / np.maximum(denom, 1), 0.0)
+    return f1.sum(-1) / np.maximum(present.sum(-1), 1)

@@ -1,0 +1,301 @@
+"""A small, reusable training loop: Adam, seeded mini-batches, early stopping,
+checkpoints with resume after a kill, and data-parallel training under ``torchrun``.
+
+The loop knows nothing about label spaces: a method passes the number of training
+items and a closure ``batch_loss(module, rows) -> loss`` computing the mean loss of
+those items (rows of *its* training table: clips, or ratings), and optionally
+``valid_loss(module) -> float`` (lower is better) for early stopping.
+
+Determinism: the shuffling of epoch ``e`` is ``default_rng([seed, e])`` and the torch
+random state (dropout) is re-seeded from ``(seed, e, rank)`` at the start of each epoch,
+inside :func:`torch.random.fork_rng` so the caller's random state is left alone. An
+interrupted run resumed from its checkpoint therefore reproduces the uninterrupted one.
+
+Distributed: when a process group is up (:mod:`perser.methods.distributed`), the model
+is wrapped in :class:`torch.nn.parallel.DistributedDataParallel`; every global batch is
+split into one contiguous shard per rank and each rank's loss is scaled by
+``len(shard) * world / len(batch)``, so the averaged gradient equals the single-process
+gradient of the whole batch for losses that are means over items (cross-entropy,
+MSE; CCC is then computed per shard).
+
+Checkpoints (``checkpoint_dir``): after each epoch rank 0 atomically replaces the
+folder ``<checkpoint_dir>/last`` holding ``state.safetensors`` (model, best model, Adam
+moments) and ``state.json`` (epoch, history, early-stopping state, optimizer
+hyper-parameters, a fingerprint of the settings). No pickle is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from perser.errors import ConfigError
+from perser.methods import distributed
+from perser.methods.persist import atomic_dir, load_tensors, save_tensors
+
+BatchLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
+ValidLoss = Callable[[nn.Module], float]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit_model`.
+
+    ``patience``: stop after this many epochs without a better validation loss
+    (``0``/``None``: run all ``epochs``). ``min_delta``: the improvement that counts.
+    """
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int | None = 5
+    min_delta: float = 1e-5
+    seed: int = 0
+    checkpoint_dir: str | Path | None = None
+    progress: bool = True
+    description: str = "training"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit_model` did."""
+
+    epochs_run: int
+    best_epoch: int
+    best_score: float | None
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int | None = None
+    stopped_early: bool = False
+
+
+def batch_plan(n: int, batch_size: int, seed: int, epoch: int, min_rows: int = 1) -> list[np.ndarray]:
+    """The shuffled mini-batches of epoch ``epoch`` (a short last batch with fewer than
+    ``min_rows`` rows is merged into the one before it)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < min_rows:
+        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+    return batches
+
+
+def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
+    return {
+        "n_items": int(n),
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "seed": cfg.seed,
+        "world_size": distributed.world_size(),
+        "params": {k: list(v.shape) for k, v in model.state_dict().items()},
+    }
+
+
+# -------------------------------------------------------------- checkpoints
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], list[dict]]:
+    sd = opt.state_dict()
+    arrays = {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            t = torch.as_tensor(val)
+            arrays[f"opt.{pid}.{key}"] = t.detach().cpu().numpy().copy()
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    return arrays, groups
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray], groups: list[dict]) -> None:
+    state: dict[int, dict] = {}
+    for name, a in arrays.items():
+        if not name.startswith("opt."):
+            continue
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = torch.from_numpy(np.array(a, copy=True))
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _ckpt_path(cfg: TrainConfig) -> Path | None:
+    return None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last"
+
+
+def _find_checkpoint(path: Path) -> Path | None:
+    if (path / "state.json").is_file():
+        return path
+    old = path.with_name(f".{path.name}.old")  # killed between the two renames of atomic_dir
+    if (old / "state.json").is_file():
+        return old
+    return None
+
+
+def _save_checkpoint(path: Path, model: nn.Module, best: dict, opt: torch.optim.Optimizer, doc: dict) -> None:
+    arrays = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    arrays.update({f"best.{k}": v.detach().cpu().numpy().copy() for k, v in best.items()})
+    opt_arrays, groups = _optimizer_tensors(opt)
+    arrays.update(opt_arrays)
+    with atomic_dir(path) as tmp:
+        save_tensors(arrays, tmp / "state.safetensors")
+        (tmp / "state.json").write_text(json.dumps({**doc, "param_groups": groups}, indent=1), encoding="utf-8")
+
+
+def _strip(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
+    n = len(prefix)
+    return {k[n:]: torch.from_numpy(np.array(v, copy=True)) for k, v in arrays.items() if k.startswith(prefix)}
+
+
+# --------------------------------------------------------------------- loop
+def fit_model(
+    model: nn.Module,
+    n_train: int,
+    batch_loss: BatchLoss,
+    valid_loss: ValidLoss | None = None,
+    config: TrainConfig | None = None,
+    params: Iterable[nn.Parameter] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place and leave it holding its best weights.
+
+    Parameters
+    ----------
+    model:
+        The module to train (its parameters are updated in place).
+    n_train:
+        Number of training items; ``batch_loss`` receives arrays of item indices.
+    batch_loss:
+        ``batch_loss(module, rows) -> scalar tensor``, the mean loss over items ``rows``.
+        Call ``module`` (which may be a DistributedDataParallel wrapper), not ``model``.
+    valid_loss:
+        ``valid_loss(model) -> float``, lower is better, called in eval mode without
+        gradients after every epoch; drives early stopping and the choice of the best
+        epoch. Without it the last epoch's weights are kept.
+    config:
+        A :class:`TrainConfig`.
+    params:
+        Parameters to optimise (default: all that require gradients).
+
+    Returns
+    -------
+    TrainResult
+    """
+    cfg = config or TrainConfig()
+    if n_train < 1:
+        raise ConfigError("nothing to train on: the training set is empty")
+    world, rank = distributed.world_size(), distributed.rank()
+    if n_train < world:
+        raise ConfigError(f"{n_train} training items cannot be split across {world} processes")
+    params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fp = _fingerprint(cfg, n_train, model)
+
+    history: list[dict] = []
+    best_state = copy.deepcopy(model.state_dict())
+    best_score: float | None = None
+    best_epoch, bad, start, resumed = -1, 0, 0, None
+    finished = False
+    ckpt = _ckpt_path(cfg)
+    if ckpt is not None:
+        found = _find_checkpoint(ckpt)
+        if found is not None:
+            doc = json.loads((found / "state.json").read_text(encoding="utf-8"))
+            if doc.get("fingerprint") != json.loads(json.dumps(fp)):
+                raise ConfigError(
+                    f"checkpoint {found} was written with other settings or data; "
+                    "delete it or choose another checkpoint folder"
+                )
+            arrays = load_tensors(found / "state.safetensors")
+            model.load_state_dict(_strip(arrays, "model."))
+            best_state = _strip(arrays, "best.")
+            _load_optimizer(opt, arrays, doc["param_groups"])
+            history, best_score, best_epoch, bad = doc["history"], doc["best_score"], doc["best_epoch"], doc["bad"]
+            start = resumed = doc["epoch"] + 1
+            finished = doc.get("finished", False)
+
+    module: nn.Module = model
+    if world > 1:
+        module = nn.parallel.DistributedDataParallel(model)
+
+    progress = None
+    if cfg.progress and distributed.is_main() and not finished and start < cfg.epochs:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True,
+        )
+        task = progress.add_task(cfg.description, total=cfg.epochs, completed=start, info="")
+        progress.start()
+
+    stopped = False
+    try:
+        epoch = start
+        while not finished and epoch < cfg.epochs:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, rank]).integers(2**62)))
+                model.train()
+                total, count = 0.0, 0
+                for batch in batch_plan(n_train, cfg.batch_size, cfg.seed, epoch, min_rows=world):
+                    rows = distributed.shard(batch, rank, world)
+                    opt.zero_grad(set_to_none=True)
+                    loss = batch_loss(module, rows)
+                    if not torch.isfinite(loss):
+                        raise ConfigError(f"{cfg.description}: the loss became {loss.item()} in epoch {epoch}; lower lr")
+                    scale = len(rows) * world / len(batch)
+                    (loss * scale).backward()
+                    opt.step()
+                    total += loss.item() * len(rows)
+                    count += len(rows)
+            rec = {"epoch": epoch, "train_loss": total / max(count, 1)}
+            if valid_loss is not None:
+                model.eval()
+                with torch.no_grad():
+                    score = float(valid_loss(model))
+                rec["valid_loss"] = score
+                if best_score is None or score < best_score - cfg.min_delta:
+                    best_score, best_epoch, bad = score, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad += 1
+                if cfg.patience and bad >= cfg.patience:
+                    stopped = finished = True
+            else:
+                best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+            history.append(rec)
+            if epoch + 1 >= cfg.epochs:
+                finished = True
+            if ckpt is not None and distributed.is_main():
+                _save_checkpoint(ckpt, model, best_state, opt, {
+                    "epoch": epoch, "history": history, "best_score": best_score, "best_epoch": best_epoch,
+                    "bad": bad, "finished": finished, "fingerprint": fp, "config": _jsonable(asdict(cfg)),
+                })
+            distributed.barrier()
+            if progress is not None:
+                info = f"loss {rec['train_loss']:.4f}" + (f"  valid {rec['valid_loss']:.4f}" if "valid_loss" in rec else "")
+                progress.update(task, completed=epoch + 1, info=info)
+            epoch += 1
+    finally:
+        if progress is not None:
+            progress.stop()
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        epochs_run=len(history), best_epoch=best_epoch,
+        best_score=None if best_score is None or math.isnan(best_score) else best_score,
+        history=history, resumed_from=resumed, stopped_early=stopped,
+    )
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
