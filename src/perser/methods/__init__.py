@@ -21,3 +21,13 @@ __all__ = [
     "make_method",
     "register",
 ]
+
+
+def load_model(path) -> Personalizer:
+    """Load a saved model folder, dispatching on the method named in its ``config.json``."""
+    from perser.methods.neural import read_config
+
+    return get_method(read_config(path)["method"]).load(path)
+
+
+__all__.append("load_model")
