@@ -206,6 +206,19 @@ def meta_gradients(
     return loss.detach(), gp, ga
 
 
+def adapted_query_loss(fn: HeadFn, loss_fn: LossFn, params: Params, lrs: Params, n_steps: int, tasks) -> float:
+    """Mean over ``tasks`` (``(xs, ys, xq, yq)`` tuples, sizes may differ) of the query
+    loss after the inner loop on the support set; ``nan`` for no tasks."""
+    p = {k: v.detach() for k, v in params.items()}
+    a = {k: v.detach() for k, v in lrs.items()}
+    losses = []
+    for xs, ys, xq, yq in tasks:
+        adapted, _ = inner_loop(fn, loss_fn, p, a, xs, ys, n_steps, first_order=True)
+        with torch.no_grad():
+            losses.append(float(loss_fn(fn(adapted, xq), yq)))
+    return float(np.mean(losses)) if losses else math.nan
+
+
 class MAMLPlusPlus:
     """Meta-learner state: the initial parameters, the learned inner learning rates,
     the outer optimiser (Adam) and its cosine-annealed learning rate.
@@ -267,10 +280,10 @@ class MAMLPlusPlus:
         if self.learn_inner_lr:
             groups.append({"params": list(self.lrs.values()), "weight_decay": 0.0})
         self.optimizer = torch.optim.Adam(groups, lr=meta_lr, weight_decay=weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=max(1, int(n_epochs)), eta_min=min_meta_lr
-        )
-        self.epoch = 0
+        self.max_meta_lr = float(meta_lr)
+        self.min_meta_lr = float(min_meta_lr)
+        self.n_epochs = max(1, int(n_epochs))
+        self.set_epoch(0)
 
     # ------------------------------------------------------------ schedule
     def second_order(self, epoch: int | None = None) -> bool:
@@ -311,10 +324,20 @@ class MAMLPlusPlus:
         self.apply(gp, ga)
         return loss
 
+    def cosine_lr(self, epoch: int) -> float:
+        """Outer learning rate of ``epoch``: ``min + (max − min)(1 + cos(π e / n_epochs)) / 2``."""
+        e = min(max(int(epoch), 0), self.n_epochs)
+        return self.min_meta_lr + (self.max_meta_lr - self.min_meta_lr) * (1 + math.cos(math.pi * e / self.n_epochs)) / 2
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move to ``epoch``: its derivative order, multi-step-loss weights and outer learning rate."""
+        self.epoch = int(epoch)
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.cosine_lr(self.epoch)
+
     def end_epoch(self) -> None:
         """Advance the epoch counter and the cosine schedule."""
-        self.epoch += 1
-        self.scheduler.step()
+        self.set_epoch(self.epoch + 1)
 
     # ----------------------------------------------------------- adaptation
     def adapt(self, x: Tensor, y: Tensor, n_steps: int | None = None) -> Params:
@@ -327,15 +350,10 @@ class MAMLPlusPlus:
         out, _ = inner_loop(self.fn, self.loss_fn, p, a, x, y, n, first_order=True)
         return {k: v.detach() for k, v in out.items()}
 
-    @torch.no_grad()
     def query_loss(self, batch: TaskBatch) -> float:
         """Mean query loss after adapting to each task's support set (validation)."""
-        losses = []
-        for t in range(len(batch)):
-            with torch.enable_grad():
-                p = self.adapt(batch.xs[t], batch.ys[t])
-            losses.append(float(self.loss_fn(self.fn(p, batch.xq[t]), batch.yq[t])))
-        return float(np.mean(losses)) if losses else math.nan
+        return adapted_query_loss(self.fn, self.loss_fn, self.params, self.lrs, self.n_inner_steps,
+                                  [(batch.xs[t], batch.ys[t], batch.xq[t], batch.yq[t]) for t in range(len(batch))])
 
     # ---------------------------------------------------------- persistence
     def tensors(self) -> dict[str, Tensor]:
@@ -343,6 +361,26 @@ class MAMLPlusPlus:
         out = {f"theta.{k}": v.detach().clone() for k, v in self.params.items()}
         out.update({f"lr.{k}": v.detach().clone() for k, v in self.lrs.items()})
         return out
+
+    def optimizer_tensors(self) -> dict[str, Tensor]:
+        """The outer optimiser's state (Adam moments and step counts) as ``opt.<param>.<key>`` tensors."""
+        out = {}
+        for pid, st in self.optimizer.state_dict()["state"].items():
+            for key, val in st.items():
+                out[f"opt.{pid}.{key}"] = torch.as_tensor(val).detach().clone()
+        return out
+
+    def load_optimizer_tensors(self, t: dict[str, Tensor]) -> None:
+        """Restore the state written by :meth:`optimizer_tensors`."""
+        sd = self.optimizer.state_dict()
+        state: dict[int, dict] = {}
+        for name, v in t.items():
+            if name.startswith("opt."):
+                _, pid, key = name.split(".", 2)
+                state.setdefault(int(pid), {})[key] = torch.as_tensor(v).clone()
+        sd["state"] = state
+        self.optimizer.load_state_dict(sd)
+        self.set_epoch(self.epoch)
 
     def load_tensors(self, t: dict[str, Tensor]) -> None:
         with torch.no_grad():
