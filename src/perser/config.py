@@ -55,6 +55,7 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: str = Field("experiment", description="name of the run (also the default output folder)")
+    description: str = Field("", description="one line saying what the experiment is")
     # ---- data
     corpus: Path | None = Field(None, description="corpus folder (the training corpus of a cross-corpus run)")
     format: str | None = Field(None, description="format of `corpus` (default: detected)")
@@ -214,7 +215,8 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         else:
             value = True
         head, dot, rest = key.partition(".")
-        head = ALIASES.get(head.replace("-", "_"), head)
+        head = head.replace("-", "_")
+        head = ALIASES.get(head, head)
         out[head + (dot + rest if dot else "")] = value
         i += 1
     return out

@@ -128,7 +128,9 @@ class ToySimilar(ToyConsensus):
             else:
                 scores[a] = float(-((p - y) ** 2).sum())
         best = max(sorted(scores), key=scores.get)
-        return Profile(self.name, annotator, data={"annotator": best, "score": scores[best]},
+        ranking = sorted(scores, key=lambda a: -scores[a])[:5]
+        return Profile(self.name, annotator, data={"heads": [best], "weights": [1.0], "score": scores[best],
+                                                   "ranking": [[a, scores[a]] for a in ranking]},
                        tensors={"head": np.asarray(self.heads_[best], dtype=np.float32)})
 
     def predict(self, profile, X):

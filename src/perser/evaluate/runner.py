@@ -42,13 +42,26 @@ class RunOutput:
     skipped_methods: dict[str, str]
 
 
-def _instantiate(name: str, params: dict, seed: int) -> Personalizer:
+def accepted_params(klass) -> set[str]:
+    """Names of the hyper-parameters ``klass`` accepts (its ``__init__`` and its bases')."""
+    out: set[str] = set()
+    for k in klass.__mro__:
+        if "__init__" in vars(k) and k is not object:
+            out |= {p for p in inspect.signature(k.__init__).parameters if p not in ("self", "args", "kwargs")}
+    return out
+
+
+def _instantiate(name: str, params: dict, seed: int, quiet: bool = True) -> Personalizer:
+    """The method with ``params``; its ``seed``/``random_state`` set to the protocol seed
+    and its own progress bar off (``quiet``) unless given."""
     klass = get_method(name)
     params = dict(params)
-    sig = inspect.signature(klass.__init__).parameters
+    sig = accepted_params(klass)
     for key in ("seed", "random_state"):
         if key in sig and key not in params:
             params[key] = seed
+    if quiet and "progress" in sig and "progress" not in params:
+        params["progress"] = False
     return make_method(name, **params)
 
 
@@ -89,6 +102,10 @@ def run_plan(
     explicit_methods: bool = True, progress: bool = True,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
+
+    Seen listeners are predicted through the method's ``seen_profile(annotator)`` where
+    it has one (their own output head, whatever K), and otherwise enrolled like new
+    listeners with K of their training-clip ratings.
 
     Parameters
     ----------
@@ -149,12 +166,13 @@ def run_plan(
                         test_ids = np.asarray(a.test, dtype=object)
                         y_test = data.y_all[[rows[c] for c in a.test]]
                         Xt = data.X[data.rows(a.test)]
+                        own = _seen_profile(m, a.annotator) if scen == "seen" else None
                         for k in a.ks:
                             enr = a.enroll_order[:k]
                             Xe = data.X[data.rows(enr)]
                             ye = data.y_all[[rows[c] for c in enr]]
                             t0 = time.perf_counter()
-                            prof = m.enroll(Xe, ye, a.annotator)
+                            prof = own if own is not None else m.enroll(Xe, ye, a.annotator)
                             t1 = time.perf_counter()
                             if m.personalized or shared_pred is None:
                                 if not m.personalized:
@@ -186,6 +204,17 @@ def run_plan(
                             if bar is not None:
                                 bar.advance(task)
     return RunOutput(blocks, timings, skipped)
+
+
+def _seen_profile(m: Personalizer, annotator: str):
+    """A seen listener's own profile where the method keeps one (e.g. their output head)."""
+    fn = getattr(m, "seen_profile", None)
+    if fn is None:
+        return None
+    try:
+        return fn(annotator)
+    except PerserError:  # e.g. too few ratings for a head of their own: enroll instead
+        return None
 
 
 def _check_pred(name: str, data: EvalData, proba, values, n: int) -> None:

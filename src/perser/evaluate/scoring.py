@@ -54,24 +54,25 @@ def _metrics(space, y, proba, values, threshold) -> dict[str, float]:
     return dimensional_metrics(y, values, space.dimensions)
 
 
-def chosen_annotators(profile: dict, seen: set[str]) -> list[str]:
-    """Seen listeners' ids recorded anywhere in a profile's data (the listeners ``similar`` chose)."""
-    found: list[str] = []
+def chosen_annotators(profile: dict, seen: set[str]) -> tuple[list[str], list[float]]:
+    """The seen listeners a profile copies, with weights.
 
-    def walk(v):
-        if isinstance(v, str):
-            if v in seen and v not in found:
-                found.append(v)
-        elif isinstance(v, dict):
-            for key, x in v.items():
-                walk(key)
-                walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-
-    walk(profile)
-    return found
+    Reads ``heads``/``weights`` (``similar``, ``random-annotator``), a
+    ``per_dimension`` mapping (equal weights) or an ``annotator`` entry; ids that are
+    not seen listeners (e.g. a consensus head) are left out.
+    """
+    if "heads" in profile:
+        heads = [str(h) for h in profile["heads"]]
+        w = list(profile.get("weights") or [1.0] * len(heads))
+    elif isinstance(profile.get("per_dimension"), dict):
+        heads = [str(h) for h in profile["per_dimension"].values()]
+        w = [1.0] * len(heads)
+    elif isinstance(profile.get("annotator"), str):
+        heads, w = [profile["annotator"]], [1.0]
+    else:
+        return [], []
+    keep = [(h, float(x)) for h, x in zip(heads, w) if h in seen]
+    return [h for h, _ in keep], [x for _, x in keep]
 
 
 def score_blocks(
@@ -101,10 +102,10 @@ def score_blocks(
         for b in blocks:
             if b.annotator not in styles.index or not b.profile:
                 continue
-            chosen = chosen_annotators(b.profile, seen_all - {b.annotator})
+            chosen, w = chosen_annotators(b.profile, seen_all - {b.annotator})
             if not chosen:
                 continue
-            same = np.mean([styles.get(c) == styles[b.annotator] for c in chosen])
+            same = np.average([styles.get(c) == styles[b.annotator] for c in chosen], weights=w)
             key = (b.method, b.scenario, b.k, b.seed, "all" if pool_folds else b.fold, b.annotator)
             ret[key].append(float(same))
         for key, v in ret.items():

@@ -1,0 +1,112 @@
+"""``perser demo``: the synthetic demo corpus, eGeMAPS features and every method over the K sweep.
+
+The demo corpus (:func:`perser.corpus.demo.make_demo`) has listeners of four
+perception styles and held-out *new* listeners (``annotators.csv``: ``style``,
+``new``), so the report can also say how often ``similar`` retrieves a seen listener
+of the new listener's own style. The settings below are chosen so that the whole demo
+runs in under two minutes on a 2-core machine (see ``benchmarks/demo/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from perser.config import ExperimentConfig, load_config
+
+#: corpus sizes: (clips, seen listeners, new listeners)
+FULL_CORPUS = (1500, 120, 40)
+QUICK_CORPUS = (240, 30, 10)
+
+#: neural methods' settings for the demo (small networks, few epochs: eGeMAPS has 88 values)
+FULL_METHOD_PARAMS: dict[str, dict] = {
+    "consensus": {"hidden": [64], "epochs": 30, "patience": 5},
+    "random-annotator": {"hidden": [64], "epochs": 30, "patience": 5},
+    "mean-annotator": {"hidden": [64], "epochs": 30, "patience": 5},
+    "similar": {"hidden": [64], "epochs": 30, "patience": 5},
+    "finetune": {"hidden": [64], "epochs": 30, "patience": 5, "steps": 20},
+    "meta": {"hidden": [64], "epochs": 20, "meta_epochs": 10},
+}
+QUICK_METHOD_PARAMS: dict[str, dict] = {
+    name: {**p, "epochs": 3, **({"meta_epochs": 2} if name == "meta" else {}), **({"steps": 3} if name == "finetune" else {})}
+    for name, p in FULL_METHOD_PARAMS.items()
+}
+
+
+def _accepted(params: dict[str, dict]) -> dict[str, dict]:
+    """Keep only the hyper-parameters each registered method accepts (methods evolve)."""
+    from perser.evaluate.runner import accepted_params
+    from perser.methods import available_methods, get_method
+
+    out = {}
+    for name, p in params.items():
+        if name not in available_methods():
+            continue
+        try:
+            sig = accepted_params(get_method(name))
+        except ImportError:
+            continue
+        out[name] = {k: v for k, v in p.items() if k in sig}
+    return out
+
+
+def demo_config(out: Path, quick: bool = False, space: str = "emotion", seeds: list[int] | None = None,
+                overwrite: bool = False, workers: int = 1) -> ExperimentConfig:
+    """The demo's experiment configuration."""
+    out = Path(out)
+    doc = {
+        "name": "demo-quick" if quick else "demo",
+        "corpus": str(out / "corpus"),
+        "format": "table",
+        "space": space,
+        "features": "egemaps",
+        "feature_cache": str(out / "features"),
+        "workers": workers,
+        "method_params": _accepted(QUICK_METHOD_PARAMS if quick else FULL_METHOD_PARAMS),
+        "unseen_column": "new",
+        "k": [5, 10] if quick else [5, 10, 20, 30],
+        "seen_k": [5] if quick else [10],
+        "seeds": seeds or ([0] if quick else [0, 1]),
+        "n_folds": 3 if quick else 4,
+        "min_test": 5,
+        "out": str(out / "run"),
+        "overwrite": overwrite,
+        "n_bootstrap": 500 if quick else 2000,
+    }
+    return load_config(overrides=doc)
+
+
+def build_corpus(out: Path, quick: bool = False, console=None) -> Path:
+    """The demo corpus under ``out/corpus``, made once (kept when it has the wanted size)."""
+    import yaml
+
+    from perser.corpus.demo import make_demo
+
+    n_clips, n_ann, n_new = QUICK_CORPUS if quick else FULL_CORPUS
+    folder = Path(out) / "corpus"
+    spec = folder / "corpus.yaml"
+    if spec.is_file():
+        meta = (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("meta") or {}
+        gen = meta.get("generator", meta)
+        if (gen.get("n_clips"), gen.get("n_annotators"), gen.get("n_new")) == (n_clips, n_ann, n_new):
+            return folder
+    if console is not None:
+        console.print(f"synthesising the demo corpus ({n_clips} clips, {n_ann}+{n_new} listeners) ...", highlight=False)
+    return make_demo(folder, n_clips=n_clips, n_annotators=n_ann, n_new=n_new, seed=0, overwrite=True)
+
+
+def run_demo(out: str | Path = "perser-demo", quick: bool = False, space: str = "emotion",
+             seeds: list[int] | None = None, overwrite: bool = False, workers: int = 1, console=None):
+    """Build the corpus, extract features, evaluate every method; returns ``(run, seconds)``."""
+    from perser.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    cfg = demo_config(out, quick=quick, space=space, seeds=seeds, overwrite=overwrite, workers=workers)
+    if cfg.run_dir.exists() and not overwrite:
+        from perser.errors import ConfigError
+
+        raise ConfigError(f"{cfg.run_dir} exists; pass --overwrite to replace the demo's run folder")
+    build_corpus(out, quick=quick, console=console)
+    run = evaluate(cfg, console=console)
+    return run, time.perf_counter() - t0

@@ -1,0 +1,64 @@
+import pytest
+
+from perser.config import ExperimentConfig, load_config, parse_overrides, recipe_path
+from perser.errors import ConfigError
+
+
+def test_yaml_and_flag_overrides(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("name: x\ncorpus: data/c\nk: [5, 10]\nseeds: [0]\nmethod_params:\n  similar: {top_k: 2}\n")
+    over = parse_overrides(["--k", "5,20,30", "--n-folds=3", "--method-params.similar.temperature", "0.5",
+                            "--eval", "other", "--no-report", "--seed", "4"])
+    assert over == {"k": [5, 20, 30], "n_folds": 3, "method_params.similar.temperature": 0.5,
+                    "eval_corpus": "other", "report": False, "seeds": 4}
+    cfg = load_config(f, over)
+    assert cfg.k == [5, 20, 30] and cfg.n_folds == 3 and cfg.seeds == [4] and cfg.report is False
+    assert cfg.method_params == {"similar": {"top_k": 2, "temperature": 0.5}}
+    assert cfg.corpus == tmp_path / "data" / "c"          # relative to the file
+    assert str(cfg.eval_corpus) == "other"                # flags are relative to the working directory
+    assert load_config(f).k == [5, 10]
+
+
+def test_every_key_is_a_flag():
+    for key in ExperimentConfig.model_fields:
+        assert parse_overrides([f"--{key.replace('_', '-')}", "1"]) == {key: 1}
+
+
+def test_bad_config_names_the_key(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown config key 'nfolds'"):
+        load_config(overrides={"corpus": "c", "nfolds": 3})
+    with pytest.raises(ConfigError, match="n_folds"):
+        load_config(overrides={"corpus": "c", "n_folds": 1})
+    with pytest.raises(ConfigError, match="enroll_from"):
+        load_config(overrides={"corpus": "c", "enroll_from": "dev"})
+    with pytest.raises(ConfigError, match="no corpus"):
+        load_config(overrides={"k": [5]})
+    f = tmp_path / "e.yaml"
+    f.write_text("corpus: ${PERSER_TEST_UNSET_ROOT}\n")
+    monkeypatch.delenv("PERSER_TEST_UNSET_ROOT", raising=False)
+    with pytest.raises(ConfigError, match="PERSER_TEST_UNSET_ROOT"):
+        load_config(f)
+    monkeypatch.setenv("PERSER_TEST_UNSET_ROOT", str(tmp_path))
+    assert load_config(f).corpus == tmp_path
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(f)
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    import yaml
+
+    cfg = load_config(overrides={"corpus": str(tmp_path), "k": [10, 5], "mapping.classes.fea": None,
+                                 "mapping.classes.ang": "angry"})
+    assert cfg.k == [5, 10]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cfg.resolved()))
+    assert load_config(f) == cfg
+
+
+def test_recipes_are_packaged():
+    for name in ("tavernor-iemocap", "tavernor-msp-improv", "meta-perser-iemocap"):
+        doc = recipe_path(name).read_text()
+        assert "corpus" in doc
+    with pytest.raises(ConfigError, match="no recipe"):
+        recipe_path("nope")
