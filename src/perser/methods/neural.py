@@ -178,10 +178,7 @@ class NeuralPersonalizer(Personalizer):
 
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
         """Standardised features as a tensor (checks the shape against training)."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim == len(self.input_shape_):
-            X = X[None]
-        return torch.from_numpy(self.standardizer_.transform(X))
+        return torch.from_numpy(self.standardizer_.transform(np.asarray(X, dtype=np.float32)))
 
     def embed(self, X: np.ndarray) -> torch.Tensor:
         """Trunk output ``[n, hidden[-1]]`` for features ``X`` (eval mode, no gradients)."""
