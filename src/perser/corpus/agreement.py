@@ -155,25 +155,7 @@ def agreement(data: Corpus | pd.DataFrame, space: LabelSpace | str | None = None
     out: dict = {"space": sp.name, "kind": sp.kind}
     if sp.is_class:
         counts, n = vote_counts(ratings, sp)
-        m, nv = counts.to_numpy(), n.to_numpy()
-        out.update(n_ratings=int(nv.sum()), n_clips=int(len(nv)), n_clips_pairable=int((nv >= 2).sum()))
-        if sp.kind == "categorical":
-            out["fleiss_kappa"] = _nan_to_none(fleiss_kappa(m))
-            out["krippendorff_alpha"] = _nan_to_none(krippendorff_alpha_nominal(m))
-            pair = nv >= 2
-            out["plurality_share"] = _nan_to_none(float((m[pair].max(axis=1) / nv[pair]).mean()) if pair.any() else np.nan)
-        else:
-            per: dict = {}
-            for j, c in enumerate(sp.classes):
-                binary = np.stack([m[:, j], nv - m[:, j]], axis=1)
-                per[c] = {
-                    "fleiss_kappa": _nan_to_none(fleiss_kappa(binary)),
-                    "krippendorff_alpha": _nan_to_none(krippendorff_alpha_nominal(binary)),
-                }
-            for key in ("fleiss_kappa", "krippendorff_alpha"):
-                vals = [d[key] for d in per.values() if d[key] is not None]
-                out[key] = float(np.mean(vals)) if vals else None
-            out["per_class"] = per
+        out.update(class_agreement(counts.to_numpy(), n.to_numpy(), sp))
     else:
         r = rated(ratings, sp)
         codes, clips = clip_codes(r)
@@ -182,4 +164,28 @@ def agreement(data: Corpus | pd.DataFrame, space: LabelSpace | str | None = None
         out["krippendorff_alpha"] = {
             d: _nan_to_none(krippendorff_alpha_interval(codes, r[d].to_numpy(dtype=np.float64))) for d in sp.dimensions
         }
+    return out
+
+
+def class_agreement(m: np.ndarray, nv: np.ndarray, sp: LabelSpace) -> dict:
+    """Agreement of a class space from its clip × class vote counts ``m`` and ratings per clip ``nv``
+    (as returned by :func:`~perser.corpus.consensus.vote_counts`); see :func:`agreement`."""
+    out: dict = {"n_ratings": int(nv.sum()), "n_clips": int(len(nv)), "n_clips_pairable": int((nv >= 2).sum())}
+    if sp.kind == "categorical":
+        out["fleiss_kappa"] = _nan_to_none(fleiss_kappa(m))
+        out["krippendorff_alpha"] = _nan_to_none(krippendorff_alpha_nominal(m))
+        pair = nv >= 2
+        out["plurality_share"] = _nan_to_none(float((m[pair].max(axis=1) / nv[pair]).mean()) if pair.any() else np.nan)
+    else:
+        per: dict = {}
+        for j, c in enumerate(sp.classes):
+            binary = np.stack([m[:, j], nv - m[:, j]], axis=1)
+            per[c] = {
+                "fleiss_kappa": _nan_to_none(fleiss_kappa(binary)),
+                "krippendorff_alpha": _nan_to_none(krippendorff_alpha_nominal(binary)),
+            }
+        for key in ("fleiss_kappa", "krippendorff_alpha"):
+            vals = [d[key] for d in per.values() if d[key] is not None]
+            out[key] = float(np.mean(vals)) if vals else None
+        out["per_class"] = per
     return out

@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from perser.corpus.model import MULTILABEL_SEP, Corpus, LabelSpace
+from perser.corpus.model import MULTILABEL_SEP, Corpus, LabelSpace, split_multilabel
 from perser.errors import CorpusError, SkipLog
 
 Method = Literal["plurality", "soft", "mean", "ewe"]
@@ -54,39 +54,52 @@ def rated(ratings: pd.DataFrame, space: LabelSpace) -> pd.DataFrame:
 
 def clip_codes(ratings: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     """Integer code per rating row and the sorted clip ids they index."""
-    codes, uniques = pd.factorize(ratings["clip_id"], sort=True)
-    return codes.astype(np.int64), pd.Index(np.asarray(uniques, dtype=object), name="clip_id")
+    codes, uniques = pd.factorize(ratings["clip_id"], sort=False)
+    uniques = pd.Index(uniques)
+    order = uniques.argsort()  # sort the distinct ids only, then relabel the rows
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[codes], pd.Index(np.asarray(uniques[order], dtype=object), name="clip_id")
 
 
-def class_votes(ratings: pd.DataFrame, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
-    """Per rating, the class indices it votes for.
+def class_indicator(values: pd.Series, space: LabelSpace) -> tuple[np.ndarray, list[str], np.ndarray, list[tuple[int, str]]]:
+    """Encode class values through their distinct values (a few, however many rows).
 
-    Returns ``(row, cls)``: parallel ``int64`` arrays, one entry per vote (a multilabel
-    rating with three ticked classes gives three entries with the same ``row``).
-    Raises :class:`CorpusError` naming the first label outside ``space``.
+    Returns ``(codes, uniques, indicator, unknown)``: ``codes[i]`` indexes the distinct
+    value (in ``uniques``, as strings) of row ``i`` (-1 when missing), ``indicator`` is a ``bool`` distinct-values × classes
+    matrix (the classes each distinct value names), and ``unknown`` lists
+    ``(distinct value index, label)`` for labels outside ``space``. A multilabel value
+    names every ``;``-separated class in it.
     """
+    codes, uniques = pd.factorize(values, sort=False)
+    uniques = [str(u) for u in uniques]
+    index = {c: j for j, c in enumerate(space.classes)}
+    ind = np.zeros((len(uniques), len(space.classes)), dtype=bool)
+    unknown: list[tuple[int, str]] = []
+    for u, value in enumerate(uniques):
+        parts = [value] if space.kind == "categorical" else split_multilabel(value)
+        for c in parts:
+            j = index.get(c)
+            if j is None:
+                unknown.append((u, c))
+            else:
+                ind[u, j] = True
+    return codes.astype(np.int64), uniques, ind, unknown
+
+
+def _class_matrix(ratings: pd.DataFrame, space: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
     if not space.is_class:
         raise CorpusError(f"label space {space.name!r} is dimensional; votes need a class space")
-    col = ratings[space.name]
-    if space.kind == "categorical":
-        values = col.astype("str")
-        row = np.arange(len(col), dtype=np.int64)
-    else:
-        parts = col.astype("str").str.split(MULTILABEL_SEP, regex=False)
-        lengths = parts.str.len().to_numpy(dtype=np.int64)
-        row = np.repeat(np.arange(len(col), dtype=np.int64), lengths)
-        values = parts.explode().astype("str").str.strip()
-        keep = (values != "").to_numpy()
-        values, row = values[keep], row[keep]
-    cls = pd.Index(list(space.classes), dtype=object).get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
-    bad = cls < 0
-    if bad.any():
-        i = int(row[np.flatnonzero(bad)[0]])
+    codes, _, ind, unknown = class_indicator(ratings[space.name], space)
+    if unknown:
+        bad = np.isin(codes, [u for u, _ in unknown])
+        i = int(np.flatnonzero(bad)[0])
+        label = next(c for u, c in unknown if u == codes[i])
         raise CorpusError(
-            f"label {np.asarray(values)[np.flatnonzero(bad)[0]]!r} of clip {ratings['clip_id'].iloc[i]!r} by annotator "
+            f"label {label!r} of clip {ratings['clip_id'].iloc[i]!r} by annotator "
             f"{ratings['annotator_id'].iloc[i]!r} is not one of {list(space.classes)} (space {space.name!r})"
         )
-    return row, cls
+    return codes, ind
 
 
 def vote_counts(ratings: pd.DataFrame, space: LabelSpace) -> tuple[pd.DataFrame, pd.Series]:
@@ -95,15 +108,21 @@ def vote_counts(ratings: pd.DataFrame, space: LabelSpace) -> tuple[pd.DataFrame,
     Returns ``(counts, n_ratings)``: ``counts`` is an ``int64`` frame indexed by
     ``clip_id`` with one column per class; ``n_ratings`` counts the ratings (annotators)
     of each clip, which for a multilabel space may differ from the row sums.
+    Raises :class:`CorpusError` naming the first label outside ``space``.
     """
     r = rated(ratings, space)
     ccode, clips = clip_codes(r)
-    row, cls = class_votes(r, space)
-    C = len(space.classes)
-    flat = np.bincount(ccode[row] * C + cls, minlength=len(clips) * C)
-    counts = pd.DataFrame(flat.reshape(len(clips), C), index=clips, columns=list(space.classes))
-    n = pd.Series(np.bincount(ccode, minlength=len(clips)), index=clips, name="n_ratings")
-    return counts, n
+    vcode, ind = _class_matrix(r, space)
+    C, n = len(space.classes), len(clips)
+    if space.kind == "categorical":
+        cls = np.argmax(ind, axis=1)[vcode]
+        m = np.bincount(ccode * C + cls, minlength=n * C).reshape(n, C)
+    else:
+        m = np.empty((n, C), dtype=np.int64)
+        for j in range(C):
+            m[:, j] = np.bincount(ccode, weights=ind[vcode, j], minlength=n).astype(np.int64)
+    counts = pd.DataFrame(m, index=clips, columns=list(space.classes))
+    return counts, pd.Series(np.bincount(ccode, minlength=n), index=clips, name="n_ratings")
 
 
 # --------------------------------------------------------------------- methods

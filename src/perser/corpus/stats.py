@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from perser.corpus.agreement import agreement
+from perser.corpus.agreement import agreement, class_agreement
 from perser.corpus.consensus import rated, vote_counts
 from perser.corpus.model import Corpus
 
@@ -63,7 +63,7 @@ def space_summary(corpus: Corpus, space, include_agreement: bool = True) -> dict
         "n_annotators": int(r["annotator_id"].nunique()),
     }
     if sp.is_class:
-        counts, _ = vote_counts(r, sp)
+        counts, n = vote_counts(r, sp)
         tot = counts.sum(axis=0)
         denom = int(tot.sum()) if sp.kind == "categorical" else int(len(r))
         out["classes"] = list(sp.classes)
@@ -80,7 +80,7 @@ def space_summary(corpus: Corpus, space, include_agreement: bool = True) -> dict
             desc["std"] = round(float(x.std()), 4) if len(x) else None
             out["label_distribution"][d] = desc
     if include_agreement:
-        ag = agreement(r, sp)
+        ag = class_agreement(counts.to_numpy(), n.to_numpy(), sp) if sp.is_class else agreement(r, sp)
         out["agreement"] = {k: v for k, v in ag.items() if k not in ("space", "kind")}
     return out
 
@@ -103,20 +103,24 @@ def describe(corpus: Corpus, agreement: bool = True) -> dict:
     clips, ratings = corpus.clips, corpus.ratings
     is_self = ratings["is_self"].fillna(False).astype(bool) if "is_self" in ratings.columns else None
     ext = ratings.loc[~is_self.to_numpy()] if is_self is not None else ratings
-    pairs = ext[["clip_id", "annotator_id"]].drop_duplicates()
-    per_clip = pairs.groupby("clip_id").size().reindex(clips.index, fill_value=0)
-    per_ann = pairs.groupby("annotator_id").size()
+    # distinct (clip, annotator) pairs: a rater may have one row per label space
+    ccode, cuniq = pd.factorize(ext["clip_id"])
+    acode, auniq = pd.factorize(ext["annotator_id"])
+    pair = np.unique(ccode.astype(np.int64) * max(len(auniq), 1) + acode)
+    pc, pa = pair // max(len(auniq), 1), pair % max(len(auniq), 1)
+    per_clip = pd.Series(np.bincount(pc, minlength=len(cuniq)), index=pd.Index(cuniq)).reindex(clips.index, fill_value=0)
+    per_ann = np.bincount(pa, minlength=len(auniq))
     spk = clips["speaker"].value_counts()
     out: dict = {
         "name": corpus.name,
         "format": corpus.meta.get("format"),
         "n_clips": int(len(clips)),
         "n_ratings": int(len(ratings)),
-        "n_annotators": int(ext["annotator_id"].nunique()),
+        "n_annotators": int(len(auniq)),
         "n_self_evaluations": int(is_self.sum()) if is_self is not None else 0,
         "clips_without_ratings": int((per_clip == 0).sum()),
         "ratings_per_clip": distribution(per_clip.to_numpy()),
-        "clips_per_annotator": distribution(per_ann.to_numpy()),
+        "clips_per_annotator": distribution(per_ann),
         "speakers": {"n": int(len(spk)), "clips_per_speaker": distribution(spk.to_numpy())},
         "splits": {},
     }
