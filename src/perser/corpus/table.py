@@ -179,9 +179,20 @@ def resolve_paths(paths: pd.Series, root: Path) -> pd.Series:
     """Relative audio paths made absolute against ``root`` (normalised); absolute ones kept."""
     base = str(Path(root).resolve())
     values = paths.to_numpy(dtype=object)
-    uniq = pd.unique(values)
-    resolved = {p: (p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))) for p in uniq}
-    return pd.Series([resolved[p] for p in values], index=paths.index, name=paths.name, dtype=object)
+    out = values.copy()
+    if os.name == "posix":
+        # fast path: plain relative paths ("audio/x.wav") only need the base prefixed
+        s = pd.Series(values, dtype="str")
+        plain = ~(s.str.startswith("/") | s.str.contains(r"(?:^|/)\.\.?(?:/|$)|//", regex=True))
+        plain_np = plain.to_numpy(dtype=bool)
+        out[plain_np] = (base.rstrip("/") + "/" + s[plain_np]).to_numpy(dtype=object)
+        rest = np.flatnonzero(~plain_np)
+    else:
+        rest = np.arange(len(values))
+    for i in rest:
+        p = values[i]
+        out[i] = p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+    return pd.Series(out, index=paths.index, name=paths.name, dtype=object)
 
 
 def _jsonable(v):

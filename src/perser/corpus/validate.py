@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perser.corpus.model import MULTILABEL_SEP, Corpus, LabelSpace
+from perser.corpus.consensus import class_indicator
+from perser.corpus.model import Corpus, LabelSpace
 from perser.errors import CorpusError, SkipLog
 
 
@@ -92,34 +93,26 @@ def validate_space_values(ratings: pd.DataFrame, space: LabelSpace, name: str = 
             raise CorpusError(f"{name}: ratings lack column {col!r} of label space {space.name!r}")
     if space.is_class:
         col = ratings[space.name]
-        present = col.notna().to_numpy()
-        if space.kind == "categorical":
-            rows = np.flatnonzero(present)
-            values = col.to_numpy(dtype=object)[rows]
-        else:
-            present = present & (col.astype("str").str.strip() != "").to_numpy()
-            sub = col[present].astype("str").str.split(MULTILABEL_SEP, regex=False)
-            lengths = sub.str.len().to_numpy(dtype=np.int64)
-            rows = np.repeat(np.flatnonzero(present), lengths)
-            values = sub.explode().astype("str").str.strip().to_numpy(dtype=object)
-            # a value made of separators only (";", " ; ") names no class
-            has = np.bincount(rows[values != ""], minlength=len(col)) > 0
-            hollow = present & ~has
+        codes, uniques, ind, unknown = class_indicator(col, space)
+        if unknown:
+            bad_codes = [u for u, _ in unknown]
+            i = int(np.flatnonzero(np.isin(codes, bad_codes))[0])
+            label = next(c for u, c in unknown if u == codes[i])
+            raise CorpusError(
+                f"{_at(name, sources, 'ratings', i)}label {label!r} of {_who(ratings, i)} "
+                f"is not one of {list(space.classes)} (space {space.name!r})"
+            )
+        if space.kind == "multilabel":
+            # a value made of separators only (";", " ; ") names no class; blank means no rating
+            hollow_u = ~ind.any(axis=1) & np.array([u.strip() != "" for u in uniques], dtype=bool)
+            hollow = np.zeros(len(col), dtype=bool)
+            ok = codes >= 0
+            hollow[ok] = hollow_u[codes[ok]]
             if hollow.any():
                 i = int(np.flatnonzero(hollow)[0])
                 raise CorpusError(
                     f"{_at(name, sources, 'ratings', i)}{space.name} value {col.iloc[i]!r} of {_who(ratings, i)} names no class"
                 )
-            keep = values != ""
-            rows, values = rows[keep], values[keep]
-        known = pd.Index(list(space.classes), dtype=object).get_indexer(values) >= 0
-        if not known.all():
-            j = int(np.flatnonzero(~known)[0])
-            i = int(rows[j])
-            raise CorpusError(
-                f"{_at(name, sources, 'ratings', i)}label {values[j]!r} of {_who(ratings, i)} "
-                f"is not one of {list(space.classes)} (space {space.name!r})"
-            )
     else:
         lo, hi = space.scale  # type: ignore[misc]
         for d in space.dimensions:
@@ -156,7 +149,7 @@ def validate_ratings(ratings: pd.DataFrame, clips: pd.DataFrame, spaces: dict[st
         raise CorpusError(f"{_at(name, sources, 'ratings', i)}empty annotator id in the rating of clip {ratings['clip_id'].iloc[i]!r}")
     # unknown clips: factorise once, look up the distinct ids only
     codes, uniq = pd.factorize(ratings["clip_id"], sort=False)
-    known = pd.Index(uniq).isin(clips.index)
+    known = clips.index.unique().get_indexer(pd.Index(uniq)) >= 0  # hash look-up (isin is slow on arrow strings)
     unknown = ~known[codes] if len(codes) else np.zeros(0, dtype=bool)
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
