@@ -94,6 +94,7 @@ def test_missing_audio_names_the_clip_and_file(tmp_path):
         # labels outside the label space
         (RATINGS + "c2,w2,joy,hap,3,3\n", r"ratings\.csv:6: label 'joy' of clip 'c2' by annotator 'w2' is not one of"),
         (RATINGS + "c2,w2,hap,hap;joy,3,3\n", r"ratings\.csv:6: label 'joy' of clip 'c2' by annotator 'w2'.*space 'tags'"),
+        (RATINGS + "c2,w3,hap, ; ,3,3\n", r"ratings\.csv:6: tags value ' ; ' of clip 'c2' by annotator 'w3' names no class"),
         # values off the scale, or not numbers
         (RATINGS + "c2,w2,hap,hap,3,7\n", r"ratings\.csv:6: valence value 7(\.0)? of clip 'c2' by annotator 'w2' is off the scale 1–5"),
         (RATINGS + "c2,w2,hap,hap,3,high\n", r"ratings\.csv:6: non-numeric valence value 'high' for clip 'c2' by annotator 'w2'"),
