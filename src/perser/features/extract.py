@@ -357,7 +357,10 @@ def extract(
                 jobs.append(Job(d, p))
                 queued.add(d)
         reused = set(values)
-        store.write_meta(key, extractor.meta())
+        meta = store.read_meta(key)
+        if meta is None:
+            meta = extractor.meta()
+            store.write_meta(key, meta)
 
         if jobs:
             etick = _Ticker(bar, bar.add_task(f"extracting {extractor.spec}", total=len(jobs)) if bar is not None else None)
@@ -410,7 +413,6 @@ def extract(
     if rows:
         X = np.stack(rows).astype(np.float32, copy=False)
     else:
-        meta = extractor.meta()
         shape = (meta["layers"], meta["dim"]) if "layers" in meta else (len(meta.get("feature_names") or []),)
         X = np.zeros((0, *shape), dtype=np.float32)
     return Features(
@@ -418,7 +420,7 @@ def extract(
         clip_ids=np.array(kept, dtype=object),
         spec=extractor.spec,
         failures=failures,
-        feature_names=extractor.feature_names(),
+        feature_names=meta.get("feature_names"),
         key=key,
         cache_dir=store.root,
         n_computed=n_computed,

@@ -107,14 +107,14 @@ class OpenSmileExtractor(Extractor):
         self._smile = None
 
     def settings(self) -> dict:
-        import opensmile
+        from importlib.metadata import version
 
         # max_duration and silence_peak decide which files fail, not the numbers of those that do not
         return {
             "extractor": "opensmile",
             "feature_set": self.feature_set,
             "level": "functionals",
-            "opensmile": opensmile.__version__,
+            "opensmile": version("opensmile"),
             "sample_rate": self.sample_rate,
         }
 

@@ -226,12 +226,19 @@ class SSLExtractor(Extractor):
             import torch
             from transformers import AutoModel
 
+            from transformers.utils import logging as hf_logging
+
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
             except Exception as e:
                 raise FeatureError(f"could not load the SSL model in {self.model_dir}: {e}. {_HOW}") from None
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
             model.eval().to(self.device)
             if self.precision == "fp16" and self.device.type != "cuda":
                 model.half()
