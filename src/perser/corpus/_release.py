@@ -95,14 +95,16 @@ class Vocabulary:
         return None, ""
 
 
-def unknown_label(policy: str, log: SkipLog, what: str, label: str, at: str, allowed: Iterable[str]) -> None:
-    """Raise (``policy="error"``) or count a label outside the vocabulary."""
+def unknown_label(
+    policy: str, log: SkipLog, what: str, label: str, at: str, allowed: Iterable[str], n: int = 1
+) -> None:
+    """Raise (``policy="error"``) or count ``n`` ratings with a label outside the vocabulary."""
     if policy == "error":
         raise CorpusError(
             f"{at}: {what} {label!r} is not one of {sorted(set(allowed))}; "
             "pass unknown_labels='skip' to skip such ratings with a counted warning"
         )
-    log.add(f"ratings with an unknown {what} skipped", f"{label!r} at {at}")
+    log.add(f"ratings with an unknown {what} skipped", f"{label!r} at {at}", n)
 
 
 def resolve_duplicates(

@@ -50,8 +50,8 @@ consensus file does not list (``unknown_clips``). A malformed detailed row raise
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -85,10 +85,9 @@ _PRIMARY_VOCAB = rel.Vocabulary(
      "disgusted": "disgust"}
 )
 _SECONDARY_VOCAB = rel.Vocabulary({**{c: c for c in SECONDARY}, "surprised": "surprise", "disgusted": "disgust"})
-_EMODETAIL = re.compile(
+_EMODETAIL = (
     r"^\s*(?P<worker>[^;]+?)\s*;\s?(?P<middle>.*?);\s*A:\s*(?P<A>[^;]*?)\s*;\s*V:\s*(?P<V>[^;]*?)\s*;"
-    r"\s*D:\s*(?P<D>[^;]*?)\s*;?\s*$",
-    re.DOTALL,
+    r"\s*D:\s*(?P<D>[^;]*?)\s*;?\s*$"
 )
 LABEL_DIRS = ("Labels", "labels", "label")
 AUDIO_DIRS = ("Audios", "Audio", "audio_16kHz", "audios")
@@ -189,28 +188,30 @@ def load(
     if detailed == "json" or (detailed == "auto" and not csv_file.is_file()):
         if not json_file.is_file():
             raise CorpusError(f"{ldir}: no labels_detailed.csv or labels_detailed.json found")
-        ratings, form = _read_json(json_file, unknown_labels, log), "json"
+        ratings, at = _read_json(json_file, unknown_labels, log)
+        form = "json"
     else:
-        ratings, form = _read_detailed_csv(csv_file, unknown_labels, log)
+        ratings, form, at = _read_detailed_csv(csv_file, unknown_labels, log)
 
-    known = ratings["clip_id"].isin(clips.index)
+    clip_set = set(clips.index)
+    known = pd.Series([c in clip_set for c in ratings["clip_id"].to_numpy(dtype=object)], index=ratings.index)
     if not known.all():
         bad = ratings.loc[~known].iloc[0]
         if unknown_clips == "error":
             raise CorpusError(
-                f"{bad['_at']}: rating of segment {bad['clip_id']!r}, which {cfile.name} does not list; "
+                f"{at(int(bad['_at_i']))}: rating of segment {bad['clip_id']!r}, which {cfile.name} does not list; "
                 "pass unknown_clips='skip' to skip such ratings with a counted warning"
             )
-        log.add("ratings of segments not in the consensus file skipped", f"{bad['clip_id']} at {bad['_at']}",
+        log.add("ratings of segments not in the consensus file skipped", f"{bad['clip_id']} at {at(int(bad['_at_i']))}",
                 int((~known).sum()))
         ratings = ratings.loc[known]
     nan_dims = ratings[list(DIMENSIONS)].isna().any(axis=1)
     if nan_dims.any():
         # a dimensional rating carries all of A/V/D or none; the class answer is kept
         log.add("ratings with NaN A/V/D values (dimensions dropped, emotion kept)",
-                ratings.loc[nan_dims, "_at"].iloc[0], int(nan_dims.sum()))
+                at(int(ratings.loc[nan_dims, "_at_i"].iloc[0])), int(nan_dims.sum()))
         ratings.loc[nan_dims, list(DIMENSIONS)] = np.nan
-    ratings = rel.resolve_duplicates(ratings.drop(columns="_at"), duplicates, log, list(DIMENSIONS),
+    ratings = rel.resolve_duplicates(ratings.drop(columns="_at_i"), duplicates, log, list(DIMENSIONS),
                                      what="worker")
     clips, ratings = rel.check_audio(clips, ratings, missing_audio, log, f"{NAME} at {path}")
     if durations:
@@ -280,10 +281,11 @@ def _read_consensus(cfile: Path, audio_dir: Path, log: SkipLog) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "clip_id": cid.to_numpy(),
-            "path": [str(audio_dir / f) for f in fname],
+            "path": [os.path.join(str(audio_dir), f) for f in fname],
             "speaker": speaker.to_numpy(),
             "split": split.to_numpy(),
-            "gender": [rel.gender(g) for g in df.get("Gender", pd.Series([None] * len(df)))],
+            "gender": (df["Gender"].astype(object).map({g: rel.gender(g) for g in pd.unique(df["Gender"])})
+                       if "Gender" in df.columns else None),
             "podcast": podcast.to_numpy(),
         }
     )
@@ -313,14 +315,14 @@ def _read_csv(f: Path, **kw) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- detailed
-def _answers(primary, second, at: str, unknown_labels: str, log: SkipLog) -> dict | None:
-    """Map one worker's primary and secondary answers; None when skipped."""
+def _answers(primary, second, at: str, unknown_labels: str, log: SkipLog, n: int = 1) -> dict | None:
+    """Map one worker's primary and secondary answers; None when skipped (``n`` ratings)."""
     p = "" if primary is None or (isinstance(primary, float) and np.isnan(primary)) else str(primary).strip()
     if not p:
         raise CorpusError(f"{at}: empty primary emotion")
     cls, text = _PRIMARY_VOCAB.match(p)
     if cls is None:
-        rel.unknown_label(unknown_labels, log, "primary emotion", p, at, PRIMARY)
+        rel.unknown_label(unknown_labels, log, "primary emotion", p, at, PRIMARY, n)
         return None
     texts = [text] if text else []
     sec: list[str] = []
@@ -331,7 +333,7 @@ def _answers(primary, second, at: str, unknown_labels: str, log: SkipLog) -> dic
             continue
         c, t = _SECONDARY_VOCAB.match(tok)
         if c is None:
-            rel.unknown_label(unknown_labels, log, "secondary emotion", tok, at, MULTILABEL)
+            rel.unknown_label(unknown_labels, log, "secondary emotion", tok, at, MULTILABEL, n)
             return None
         if c not in sec:
             sec.append(c)
@@ -346,37 +348,89 @@ def _answers(primary, second, at: str, unknown_labels: str, log: SkipLog) -> dic
     }
 
 
-def _value(raw, key: str, at: str, log: SkipLog) -> float:
-    try:
-        x = rel.to_float(raw) if isinstance(raw, str) or raw is None else float(raw)
-    except (TypeError, ValueError):
-        raise CorpusError(f"{at}: {key} value {raw!r} is not a number") from None
-    if not np.isnan(x) and not SCALE[0] <= x <= SCALE[1]:
-        log.add(f"{key} values off the 1-7 scale (treated as NaN)", f"{raw} at {at}")
-        return float("nan")
-    return x
+_BLANK = {"", "nan", "na", "none", "null"}
 
 
-def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog) -> tuple[pd.DataFrame, str]:
+def _assemble(fn, worker, primary, second, values: dict, at, unknown_labels: str, log: SkipLog) -> pd.DataFrame:
+    """Vectorised assembly of worker ratings from aligned columns.
+
+    ``values`` maps ``"A"``/``"V"``/``"D"`` to raw values (strings or numbers);
+    ``at(i)`` names row ``i`` (file and line) for messages. Answers are parsed once per
+    distinct (primary, secondary) pair, values once per column.
+    """
+    n = len(fn)
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    out["_at_i"] = np.arange(n)
+    fn_s = pd.Series(fn, dtype=object).astype(str).str.strip()
+    out["clip_id"] = fn_s.str.replace(r"\.wav$", "", regex=True).to_numpy(dtype=object)
+    w = pd.Series(worker, dtype=object)
+    wtxt = w.astype(str).str.strip()
+    empty = (w.isna() | (wtxt == "")).to_numpy()
+    if empty.any():
+        raise CorpusError(f"{at(int(np.flatnonzero(empty)[0]))}: empty worker id")
+    out["annotator_id"] = wtxt.to_numpy(dtype=object)
+    p = pd.Series(primary, dtype=object).where(lambda x: x.notna(), "").astype(str)
+    s2 = pd.Series(second, dtype=object).where(lambda x: x.notna(), "").astype(str)
+    codes, uniq = pd.factorize(p + "\x1f" + s2)
+    counts = np.bincount(codes, minlength=len(uniq))
+    first = np.full(len(uniq), -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(n)[::-1]
+    table = []
+    for j, key in enumerate(uniq):
+        pj, sj = key.split("\x1f", 1)
+        table.append(_answers(pj, sj, at(int(first[j])), unknown_labels, log, int(counts[j])))
+    keep = np.array([t is not None for t in table], dtype=bool)
+    for col in ("emotion", "secondary", "emotions", "other_text"):
+        arr = np.array([None if t is None else t[col] for t in table], dtype=object)
+        out[col] = arr[codes] if n else np.array([], dtype=object)
+    for key, dim in (("A", "arousal"), ("V", "valence"), ("D", "dominance")):
+        raw = pd.Series(values[key], dtype=object)
+        txt = raw.astype(str).str.strip()
+        num = pd.to_numeric(txt, errors="coerce").astype(float)
+        blank = (raw.isna() | txt.str.lower().isin(_BLANK)).to_numpy()
+        bad = num.isna().to_numpy() & ~blank
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CorpusError(f"{at(i)}: {key} value {raw.iloc[i]!r} is not a number")
+        v = num.to_numpy()
+        off = ~np.isnan(v) & ((v < SCALE[0]) | (v > SCALE[1]))
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            log.add(f"{key} values off the 1-7 scale (treated as NaN)", f"{raw.iloc[i]} at {at(i)}", int(off.sum()))
+            v = np.where(off, np.nan, v)
+        out[dim] = v
+    return out.loc[keep[codes] if n else slice(None)].reset_index(drop=True)
+
+
+def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog):
+    """Ratings, the form's name and ``at(i)`` naming row ``i``'s file and line."""
     _check_lfs(f)
     df = _read_csv(f, dtype=str, keep_default_na=False)
     cols = set(df.columns)
-    rows: list[dict] = []
+
+    def at(i: int) -> str:
+        return where(f, i + 2)
+
     if "EmoDetail" in cols and "FileName" in cols:
         form = "emodetail"
-        for i, (fn, detail) in enumerate(zip(df["FileName"], df["EmoDetail"]), start=2):
-            at = where(f, i)
-            m = _EMODETAIL.match(detail)
-            if not m:
-                raise CorpusError(
-                    f"{at}: cannot parse EmoDetail {detail!r}; expected "
-                    "'WORKER…; <primary>; <secondary>; A:x; V:x; D:x;'"
-                )
-            primary, second = _split_middle(m.group("middle"))
-            ans = _answers(primary, second, at, unknown_labels, log)
-            if ans is None:
-                continue
-            rows.append(_row(fn, m.group("worker"), ans, m.group("A"), m.group("V"), m.group("D"), at, log))
+        detail = df["EmoDetail"]
+        try:  # Arrow-backed strings extract in C++ (RE2)
+            ext = detail.str.extract(_EMODETAIL)
+        except Exception:  # noqa: BLE001 - fall back to Python's re
+            ext = detail.astype(object).str.extract(_EMODETAIL)
+        bad = ext["worker"].isna().to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CorpusError(
+                f"{at(i)}: cannot parse EmoDetail {df['EmoDetail'].iloc[i]!r}; expected "
+                "'WORKER…; <primary>; <secondary>; A:x; V:x; D:x;'"
+            )
+        mcodes, muniq = pd.factorize(ext["middle"])
+        split = [_split_middle(m) for m in muniq]
+        prim = np.array([x[0] for x in split], dtype=object)[mcodes]
+        sec = np.array([x[1] for x in split], dtype=object)[mcodes]
+        ratings = _assemble(df["FileName"].to_numpy(dtype=object), ext["worker"].to_numpy(dtype=object), prim, sec,
+                            {k: ext[k].to_numpy(dtype=object) for k in "AVD"}, at, unknown_labels, log)
     else:
         worker_col = "WorkerID" if "WorkerID" in cols else "Workers" if "Workers" in cols else None
         need = ["FileName", "EmoClass_Major", "EmoAct", "EmoVal", "EmoDom"]
@@ -388,47 +442,23 @@ def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog) -> tuple[pd.D
                 f"(v2.0); missing {missing}"
             )
         form = "v2" if worker_col == "WorkerID" else "v1.6"
-        second = df["EmoClass_Second"] if "EmoClass_Second" in cols else pd.Series([""] * len(df))
-        for i, (fn, w, p, s, a, v, d) in enumerate(
-            zip(df["FileName"], df[worker_col], df["EmoClass_Major"], second, df["EmoAct"], df["EmoVal"], df["EmoDom"]),
-            start=2,
-        ):
-            at = where(f, i)
-            ans = _answers(p, s, at, unknown_labels, log)
-            if ans is None:
-                continue
-            rows.append(_row(fn, w, ans, a, v, d, at, log))
-    return _frame(rows), form
+        col = lambda c: df[c].to_numpy(dtype=object)  # noqa: E731
+        second = col("EmoClass_Second") if "EmoClass_Second" in cols else np.full(len(df), "", dtype=object)
+        ratings = _assemble(col("FileName"), col(worker_col), col("EmoClass_Major"), second,
+                            {"A": col("EmoAct"), "V": col("EmoVal"), "D": col("EmoDom")}, at, unknown_labels, log)
+    return ratings, form, at
 
 
-def _row(fn, worker, ans: dict, a, v, d, at: str, log: SkipLog) -> dict:
-    fn = str(fn).strip()
-    w = str(worker).strip()
-    if not w:
-        raise CorpusError(f"{at}: empty worker id")
-    return {
-        "clip_id": fn[:-4] if fn.endswith(".wav") else fn,
-        "annotator_id": w,
-        **ans,
-        "arousal": _value(a, "A", at, log),
-        "valence": _value(v, "V", at, log),
-        "dominance": _value(d, "D", at, log),
-        "_at": at,
-    }
-
-
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=RATING_COLUMNS + ["_at"])
-
-
-def _read_json(f: Path, unknown_labels: str, log: SkipLog) -> pd.DataFrame:
+def _read_json(f: Path, unknown_labels: str, log: SkipLog):
+    """Ratings and ``at(i)`` naming row ``i`` (file, segment and worker)."""
     try:
         obj = json.loads("\n".join(rel.read_lines(f)))
     except json.JSONDecodeError as e:
         raise CorpusError(f"{where(f, e.lineno)}: malformed JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise CorpusError(f"{f}: expected an object keyed by file name")
-    rows = []
+    cols: dict[str, list] = {k: [] for k in ("fn", "w", "p", "s", "A", "V", "D")}
+    names: list[str] = []
     for fn, workers in obj.items():
         if isinstance(workers, dict) and isinstance(workers.get("Workers"), list):  # MSP-Face style
             items = [(str(w.get("Name", "")), w) for w in workers["Workers"]]
@@ -437,13 +467,12 @@ def _read_json(f: Path, unknown_labels: str, log: SkipLog) -> pd.DataFrame:
         else:
             raise CorpusError(f"{f}: entry {fn!r} is not an object of workers")
         for w, r in items:
-            at = f"{f} [{fn!r}][{w!r}]"
             if not isinstance(r, dict):
-                raise CorpusError(f"{at}: expected an object with EmoClass_Major, EmoAct, EmoVal, EmoDom")
-            ans = _answers(r.get("EmoClass_Major"), r.get("EmoClass_Second"), at, unknown_labels, log)
-            if ans is None:
-                continue
-            vals = [r.get(k) for k in ("EmoAct", "EmoVal", "EmoDom")]
-            vals = [float("nan") if x is None else x for x in vals]
-            rows.append(_row(fn, w, ans, *vals, at, log))
-    return _frame(rows)
+                raise CorpusError(f"{f} [{fn!r}][{w!r}]: expected an object with EmoClass_Major, EmoAct, EmoVal, EmoDom")
+            names.append(f"{f} [{fn!r}][{w!r}]")
+            for k, v in (("fn", fn), ("w", w), ("p", r.get("EmoClass_Major")), ("s", r.get("EmoClass_Second")),
+                         ("A", r.get("EmoAct")), ("V", r.get("EmoVal")), ("D", r.get("EmoDom"))):
+                cols[k].append(v)
+    ratings = _assemble(cols["fn"], cols["w"], cols["p"], cols["s"], {k: cols[k] for k in "AVD"},
+                        names.__getitem__, unknown_labels, log)
+    return ratings, names.__getitem__
