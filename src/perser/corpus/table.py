@@ -22,6 +22,7 @@ A folder with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,9 +52,31 @@ def read_csv(path: Path, **kw) -> pd.DataFrame:
     except UnicodeDecodeError as e:
         raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
     except pd.errors.ParserError as e:
-        raise CorpusError(f"{path}: malformed CSV: {e}") from None
+        raise CorpusError(_parser_message(path, str(e))) from None
     except pd.errors.EmptyDataError:
         raise CorpusError(f"{path}: the file is empty") from None
+
+
+def read_rows(path: Path, **kw) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a CSV whose rows are checked later: returns the frame (blank lines dropped,
+    fresh ``RangeIndex``) and the file line number of each row, for error messages."""
+    df = read_csv(path, skip_blank_lines=False, **kw)
+    blank = df.isna().all(axis=1).to_numpy()
+    lines = np.flatnonzero(~blank) + 2
+    if blank.any():
+        df = df.loc[~blank].reset_index(drop=True)
+    return df, lines
+
+
+def _parser_message(path: Path, msg: str) -> str:
+    """Turn a pandas parser error into ``file:line: what is wrong``."""
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+    if m:
+        return f"{path}:{m.group(2)}: malformed CSV line: expected {m.group(1)} fields, saw {m.group(3)}"
+    m = re.search(r"EOF inside string starting at row (\d+)", msg)
+    if m:  # pandas counts rows from 0, header included
+        return f"{path}:{int(m.group(1)) + 1}: malformed CSV: a quoted field starting on this line is never closed"
+    return f"{path}: malformed CSV: {msg}"
 
 
 def read_spec(path: Path) -> dict:
@@ -98,14 +121,14 @@ def read_spaces(path: Path, spec: dict) -> dict[str, LabelSpace]:
     return spaces
 
 
-def _bools(col: pd.Series, f: Path) -> pd.Series:
+def _bools(col: pd.Series, f: Path, lines: np.ndarray) -> pd.Series:
     """Parse a true/false column (``true``/``false``, ``1``/``0``, ``yes``/``no``; empty is false)."""
     low = col.astype("str").str.strip().str.lower().where(col.notna(), "")
     truthy, falsy = low.isin(["true", "1", "yes"]), low.isin(["false", "0", "no", ""])
     bad = ~(truthy | falsy)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CorpusError(f"{f}:{i + 2}: {col.name} value {col.iloc[i]!r} is not true/false")
+        raise CorpusError(f"{f}:{lines[i]}: {col.name} value {col.iloc[i]!r} is not true/false")
     return pd.Series(truthy.to_numpy(dtype=bool), index=col.index, name=col.name)
 
 
@@ -118,15 +141,15 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     spec = read_spec(path)
     spaces = read_spaces(path, spec)
     fc, fr, fa = path / "clips.csv", path / "ratings.csv", path / "annotators.csv"
-    clips = read_csv(fc, dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
-                                "session": str, "gender": str}, keep_default_na=False, na_values=[""])
+    clips, clip_lines = read_rows(fc, dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
+                                             "session": str, "gender": str}, keep_default_na=False, na_values=[""])
     for col in ("clip_id", "path", "speaker"):
         if col not in clips.columns:
             raise CorpusError(f"{fc}: missing column {col!r} (has {list(clips.columns)})")
     nopath = clips["path"].isna() | (clips["path"].astype("str").str.strip() == "")
     if nopath.any():
         i = int(np.flatnonzero(nopath.to_numpy())[0])
-        raise CorpusError(f"{fc}:{i + 2}: clip {clips['clip_id'].iloc[i]!r} has no path")
+        raise CorpusError(f"{fc}:{clip_lines[i]}: clip {clips['clip_id'].iloc[i]!r} has no path")
     clips = make_clips(clips)
     clips["path"] = resolve_paths(clips["path"], path)
 
@@ -134,7 +157,7 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     for s in spaces.values():
         if s.is_class:
             dtypes[s.name] = str
-    ratings = read_csv(fr, dtype=dtypes, keep_default_na=False, na_values=[""])
+    ratings, rating_lines = read_rows(fr, dtype=dtypes, keep_default_na=False, na_values=[""])
     for col in ("clip_id", "annotator_id"):
         if col not in ratings.columns:
             raise CorpusError(f"{fr}: missing column {col!r} (has {list(ratings.columns)})")
@@ -146,10 +169,10 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
                 )
     ratings = make_ratings(ratings)
     if "is_self" in ratings.columns:
-        ratings["is_self"] = _bools(ratings["is_self"], fr)
+        ratings["is_self"] = _bools(ratings["is_self"], fr, rating_lines)
     annotators = None
     if fa.is_file():
-        annotators = read_csv(fa, dtype={"annotator_id": str})
+        annotators, annotator_lines = read_rows(fa, dtype={"annotator_id": str})
         if "annotator_id" not in annotators.columns:
             raise CorpusError(f"{fa}: missing column 'annotator_id'")
         annotators = annotators.set_index("annotator_id")
@@ -167,7 +190,8 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
         root=path,
     )
     validate_corpus(corpus, check_audio=check_audio,
-                    sources={"clips": fc, "ratings": fr, "annotators": fa if annotators is not None else None})
+                    sources={"clips": (fc, clip_lines), "ratings": (fr, rating_lines),
+                             "annotators": (fa, annotator_lines) if annotators is not None else None})
     for s in spaces.values():  # validated as numeric: store every dimension as float
         if not s.is_class:
             for d in s.dimensions:

@@ -3,8 +3,9 @@
 Every check raises :class:`~perser.errors.CorpusError` naming the culprit
 (clip id, annotator id, column, value) rather than letting bad data through.
 When the tables were just read from files (the table format), pass ``sources``
-(``{"clips": path, "ratings": path, "annotators": path}``): a culprit in row *i*
-is then named as ``file:line`` (line ``i + 2``, after the header).
+(``{"clips": path, "ratings": path, "annotators": path}``, or ``(path, lines)`` pairs
+giving each row's line number): a culprit in row *i* is then named as ``file:line``
+(by default line ``i + 2``, after the header).
 
 The checks are vectorised (a corpus the size of MSP-Podcast validates in a few
 seconds); see ``benchmarks/corpus/``.
@@ -28,16 +29,29 @@ def _first(mask: pd.Series | np.ndarray, values: pd.Series) -> object:
     return values.iloc[idx]
 
 
+def _source(sources: dict | None, table: str) -> tuple[object, np.ndarray | None]:
+    v = (sources or {}).get(table)
+    if isinstance(v, tuple):
+        return v[0], v[1]
+    return v, None
+
+
+def _line_no(sources: dict | None, table: str, row: int) -> int:
+    _, lines = _source(sources, table)
+    return int(lines[int(row)]) if lines is not None else int(row) + 2
+
+
 def _at(name: str, sources: dict | None, table: str, row: int | None) -> str:
     """Message prefix: ``file:line: `` when the table came from a file, else ``name: ``."""
-    src = (sources or {}).get(table)
+    src, _ = _source(sources, table)
     if src is not None and row is not None:
-        return f"{src}:{int(row) + 2}: "
+        return f"{src}:{_line_no(sources, table, row)}: "
     return f"{name}: "
 
 
 def _line(sources: dict | None, table: str, row: int) -> str:
-    return f"line {int(row) + 2}" if (sources or {}).get(table) is not None else f"row {int(row)}"
+    src, _ = _source(sources, table)
+    return f"line {_line_no(sources, table, row)}" if src is not None else f"row {int(row)}"
 
 
 def _blank(s: pd.Series) -> np.ndarray:
@@ -212,8 +226,8 @@ def validate_annotators(annotators: pd.DataFrame, ratings: pd.DataFrame, name: s
     raters = pd.Index(pd.unique(ratings["annotator_id"]))
     missing = raters[~raters.isin(annotators.index)]
     if len(missing):
-        src = (sources or {}).get("annotators")
-        table = Path(src).name if src is not None else "the annotator table"
+        src, _ = _source(sources, "annotators")
+        table = Path(str(src)).name if src is not None else "the annotator table"
         log = SkipLog(name)
         reason = f"annotator(s) rate clips but are not in {table}"
         log.add(reason, "", n=len(missing))
@@ -226,8 +240,8 @@ def validate_corpus(corpus: Corpus, check_audio: bool = False, sources: dict | N
     """Run every check on ``corpus``.
 
     ``sources`` optionally maps ``"clips"``, ``"ratings"`` and ``"annotators"`` to the
-    files the tables were read from, row *i* being line *i + 2*; errors then cite
-    ``file:line``.
+    files the tables were read from (row *i* being line *i + 2*), or to ``(file,
+    line_numbers)`` pairs; errors then cite ``file:line``.
     """
     if not corpus.label_spaces:
         raise CorpusError(f"{corpus.name}: no label space declared")
