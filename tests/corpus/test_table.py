@@ -106,8 +106,8 @@ def test_missing_audio_names_the_clip_and_file(tmp_path):
         (RATINGS + "c2,w3,,,,\n", r"ratings\.csv:6: the rating of clip 'c2' by annotator 'w3' has no value in any label space"),
         (RATINGS + "c2,w3,hap,,3,\n", r"ratings\.csv:6: the rating of clip 'c2' by annotator 'w3' has arousal but lacks valence"),
         # malformed lines
-        (RATINGS + "c2,w3,hap,hap,3,3,9,9\n", r"ratings\.csv: malformed CSV: .*line 6"),
-        ('clip_id,annotator_id,emotion,tags,arousal,valence\nc1,w1,"ang,hap,3,3\n', r"ratings\.csv: malformed CSV"),
+        (RATINGS + "c2,w3,hap,hap,3,3,9,9\n", r"ratings\.csv:6: malformed CSV line: expected 6 fields, saw 8"),
+        (RATINGS + 'c2,w1,"neu,neu,2,3\nc3,w1,neu,neu,2,3\n', r"ratings\.csv:6: malformed CSV: a quoted field .* never closed"),
         # missing columns
         ("clip_id,annotator_id,emotion,tags,arousal\nc1,w1,ang,ang,3\n", r"ratings\.csv: label space 'avd' needs column 'valence'"),
         ("clip_id,rater,emotion,tags,arousal,valence\nc1,w1,ang,ang,3,3\n", r"ratings\.csv: missing column 'annotator_id'"),
@@ -126,7 +126,7 @@ def test_bad_ratings_name_the_culprit(tmp_path, ratings, pattern):
         (CLIPS + "c4,audio/c4.wav,,train\n", r"clips\.csv:5: clip 'c4' has no speaker"),
         (CLIPS + "c4,,s1,train\n", r"clips\.csv:5: clip 'c4' has no path"),
         (CLIPS + ",audio/x.wav,s1,train\n", r"clips\.csv:5: empty clip id"),
-        (CLIPS + "c4,audio/c4.wav,s1,train,extra,more\n", r"clips\.csv: malformed CSV: .*line 5"),
+        (CLIPS + "c4,audio/c4.wav,s1,train,extra,more\n", r"clips\.csv:5: malformed CSV line: expected 4 fields, saw 6"),
         ("clip_id,path\nc1,a.wav\n", r"clips\.csv: missing column 'speaker'"),
         ("", r"clips\.csv: the file is empty"),
     ],
@@ -207,3 +207,11 @@ def test_clean_load_issues_no_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load(write_corpus(tmp_path / "c", annotators="annotator_id,style\nw1,a\nw2,b\n"))
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path):
+    ratings = RATINGS.replace("c1,w2,hap", "\n\nc1,w2,hap") + "c2,w2,joy,hap,3,3\n"
+    with pytest.raises(CorpusError, match=r"ratings\.csv:8: label 'joy' of clip 'c2'"):
+        load(write_corpus(tmp_path / "a", ratings=ratings))
+    c = load(write_corpus(tmp_path / "b", ratings=RATINGS.replace("c1,w2,hap", "\nc1,w2,hap") + "\n"))
+    assert len(c.ratings) == 4
