@@ -405,7 +405,7 @@ def extract(
     if failures:
         log = SkipLog("features " + extractor.spec)
         for cid, msg in failures.items():
-            log.add("clip(s) failed feature extraction and are left out", f"{cid}: {msg}")
+            log.add("clip(s) failed feature extraction and are left out", msg if cid in msg else f"{cid}: {msg}")
         log.emit(stacklevel=2)
     if not rows and ids:
         first = "; ".join(f"{c}: {m}" for c, m in list(failures.items())[:3])
