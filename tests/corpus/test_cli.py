@@ -105,3 +105,43 @@ def test_bad_corpus_is_one_red_line_and_exit_code_2(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "'angry'" in lines[0] and "zed" in lines[0]
+
+
+def test_describe_counts_distinct_raters_and_is_json_ready():
+    from perser.corpus.stats import describe
+
+    clips = make_clips([{"clip_id": f"c{i}", "path": f"/a/c{i}.wav", "speaker": f"s{i % 2}", "session": f"S{i % 2}",
+                         "duration": 2.0} for i in range(4)])
+    rows = [
+        # IEMOCAP-like: one evaluator gives a class and dimensions on separate rows
+        {"clip_id": "c0", "annotator_id": "E1", "tags": "hap;neu"},
+        {"clip_id": "c0", "annotator_id": "E1", "arousal": 3.0},
+        {"clip_id": "c0", "annotator_id": "E2", "tags": "hap"},
+        {"clip_id": "c0", "annotator_id": "F1", "tags": "sad", "is_self": True},
+        {"clip_id": "c1", "annotator_id": "E1", "tags": "sad", "arousal": 2.0},
+        {"clip_id": "c1", "annotator_id": "E2", "tags": "sad", "arousal": 2.5},
+        {"clip_id": "c2", "annotator_id": "E3", "tags": "neu", "arousal": 4.0},
+    ]
+    r = make_ratings(rows)
+    r["is_self"] = r["is_self"].fillna(False).astype(bool)
+    corpus = Corpus("mini", clips, r, {
+        "tags": LabelSpace("tags", "multilabel", ("hap", "neu", "sad")),
+        "av": LabelSpace("av", "dimensional", dimensions=("arousal",), scale=(1, 5)),
+    }).validate()
+    d = describe(corpus)
+    json.dumps(d, allow_nan=False)  # strictly JSON: no NaN, no numpy types
+    assert d["n_ratings"] == 7 and d["n_self_evaluations"] == 1 and d["n_annotators"] == 3
+    assert d["clips_without_ratings"] == 1
+    # c0 has 2 external raters (E1 counted once across its two rows), c1 2, c2 1, c3 0
+    assert d["ratings_per_clip"] == {"n": 4, "min": 0, "q1": 0.75, "median": 1.5, "q3": 2, "max": 2, "mean": 1.25}
+    assert d["clips_per_annotator"]["max"] == 2 and d["clips_per_annotator"]["min"] == 1
+    assert d["speakers"]["n"] == 2 and d["splits"]["session"] == {"S0": 2, "S1": 2}
+    assert d["duration"]["hours"] == round(8 / 3600, 3)
+    tags = d["spaces"]["tags"]
+    assert tags["n_ratings"] == 5 and tags["label_distribution"]["hap"] == {"count": 2, "share": 0.4}
+    assert tags["label_distribution"]["sad"]["count"] == 2  # the self-evaluation is not counted
+    assert set(tags["agreement"]["per_class"]) == {"hap", "neu", "sad"}
+    av = d["spaces"]["av"]
+    assert av["label_distribution"]["arousal"]["mean"] == pytest.approx(2.875)
+    assert av["agreement"]["n_clips_pairable"] == 1
+    assert d == corpus.describe()
