@@ -15,7 +15,10 @@ from perser.corpus import detect_format
 from perser.errors import ConfigError, CorpusError, PerserWarning
 from perser.testing.corpora import assert_same_ratings, write_crema_d
 
-HEADER = '"",localid,pos,ans,ttr,queryType,numTries,clipNum,questNum,subType,clipName,sessionNums,respEmo,respLevel,dispEmo,dispVal,dispLevel'
+HEADER = (
+    '"",localid,pos,ans,ttr,queryType,numTries,clipNum,questNum,subType,clipName,sessionNums,'
+    "respEmo,respLevel,dispEmo,dispVal,dispLevel"
+)
 # the three real rows quoted in the format notes (voice, then two face-only rows)
 ROWS = [
     "1301,SSI_1160007759,33,A_18,9229,1,0,16,6,4,1001_IEO_DIS_HI,8,A,18,D,80.0,H",

@@ -8,8 +8,9 @@ warnings, ``meta["skipped"]``, validation).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -269,3 +270,20 @@ def finish(
     )
     log.emit(stacklevel=3)
     return corpus.validate()
+
+
+@contextmanager
+def progress(name: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A transient rich progress bar on a terminal (silent otherwise); yields ``step(description)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(name, total=total)
+
+        def step(description: str) -> None:
+            bar.update(task, advance=1, description=f"{name}: {description}")
+
+        yield step

@@ -43,7 +43,8 @@ unknown speakers together; this is counted in a warning.
 Quirks handled (counted in warnings and ``meta["skipped"]``): a worker rating a
 segment twice (``duplicates="first"`` by default: exact copies are dropped, differing
 rows keep the first; ``"last"`` or ``"mean"`` on request), NaN or off-scale (outside
-1–7) A/V/D values (the rating's three dimensions are dropped, its emotion kept), missing audio (``missing_audio``), ratings of segments that the
+1–7) A/V/D values (the rating's three dimensions are dropped, its emotion kept),
+missing audio (``missing_audio``), ratings of segments that the
 consensus file does not list (``unknown_clips``). A malformed detailed row raises
 :class:`~perser.errors.CorpusError` naming the file and line.
 """
@@ -52,7 +53,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -179,43 +179,47 @@ def load(
     cfile = _consensus_file(ldir)
     if cfile is None:
         raise CorpusError(f"{ldir}: no labels_consensus.csv (or labels_concensus.csv / .json) found")
-    log = SkipLog(NAME)
-    audio_dir = next((path / d for d in AUDIO_DIRS if (path / d).is_dir()), path / AUDIO_DIRS[0])
-    clips = _read_consensus(cfile, audio_dir, log)
+    with rel.progress(f"loading {NAME}", 5) as step:
+        log = SkipLog(NAME)
+        audio_dir = next((path / d for d in AUDIO_DIRS if (path / d).is_dir()), path / AUDIO_DIRS[0])
+        clips = _read_consensus(cfile, audio_dir, log)
+        step("worker labels")
 
-    csv_file = ldir / "labels_detailed.csv"
-    json_file = ldir / "labels_detailed.json"
-    if detailed == "json" or (detailed == "auto" and not csv_file.is_file()):
-        if not json_file.is_file():
-            raise CorpusError(f"{ldir}: no labels_detailed.csv or labels_detailed.json found")
-        ratings, at = _read_json(json_file, unknown_labels, log)
-        form = "json"
-    else:
-        ratings, form, at = _read_detailed_csv(csv_file, unknown_labels, log)
+        csv_file = ldir / "labels_detailed.csv"
+        json_file = ldir / "labels_detailed.json"
+        if detailed == "json" or (detailed == "auto" and not csv_file.is_file()):
+            if not json_file.is_file():
+                raise CorpusError(f"{ldir}: no labels_detailed.csv or labels_detailed.json found")
+            ratings, at = _read_json(json_file, unknown_labels, log)
+            form = "json"
+        else:
+            ratings, form, at = _read_detailed_csv(csv_file, unknown_labels, log)
 
-    clip_set = set(clips.index)
-    known = pd.Series([c in clip_set for c in ratings["clip_id"].to_numpy(dtype=object)], index=ratings.index)
-    if not known.all():
-        bad = ratings.loc[~known].iloc[0]
-        if unknown_clips == "error":
-            raise CorpusError(
-                f"{at(int(bad['_at_i']))}: rating of segment {bad['clip_id']!r}, which {cfile.name} does not list; "
-                "pass unknown_clips='skip' to skip such ratings with a counted warning"
-            )
-        log.add("ratings of segments not in the consensus file skipped", f"{bad['clip_id']} at {at(int(bad['_at_i']))}",
-                int((~known).sum()))
-        ratings = ratings.loc[known]
-    nan_dims = ratings[list(DIMENSIONS)].isna().any(axis=1)
-    if nan_dims.any():
-        # a dimensional rating carries all of A/V/D or none; the class answer is kept
-        log.add("ratings with NaN A/V/D values (dimensions dropped, emotion kept)",
-                at(int(ratings.loc[nan_dims, "_at_i"].iloc[0])), int(nan_dims.sum()))
-        ratings.loc[nan_dims, list(DIMENSIONS)] = np.nan
-    ratings = rel.resolve_duplicates(ratings.drop(columns="_at_i"), duplicates, log, list(DIMENSIONS),
-                                     what="worker")
-    clips, ratings = rel.check_audio(clips, ratings, missing_audio, log, f"{NAME} at {path}")
-    if durations:
-        clips["duration"] = rel.read_durations(clips)
+        clip_set = set(clips.index)
+        step("checks")
+        known = pd.Series([c in clip_set for c in ratings["clip_id"].to_numpy(dtype=object)], index=ratings.index)
+        if not known.all():
+            bad = ratings.loc[~known].iloc[0]
+            if unknown_clips == "error":
+                raise CorpusError(
+                    f"{at(int(bad['_at_i']))}: rating of segment {bad['clip_id']!r}, which {cfile.name} does not list; "
+                    "pass unknown_clips='skip' to skip such ratings with a counted warning"
+                )
+            log.add("ratings of segments not in the consensus file skipped",
+                    f"{bad['clip_id']} at {at(int(bad['_at_i']))}", int((~known).sum()))
+            ratings = ratings.loc[known]
+        nan_dims = ratings[list(DIMENSIONS)].isna().any(axis=1)
+        if nan_dims.any():
+            # a dimensional rating carries all of A/V/D or none; the class answer is kept
+            log.add("ratings with NaN A/V/D values (dimensions dropped, emotion kept)",
+                    at(int(ratings.loc[nan_dims, "_at_i"].iloc[0])), int(nan_dims.sum()))
+            ratings.loc[nan_dims, list(DIMENSIONS)] = np.nan
+        ratings = rel.resolve_duplicates(ratings.drop(columns="_at_i"), duplicates, log, list(DIMENSIONS),
+                                         what="worker")
+        step("audio files")
+        clips, ratings = rel.check_audio(clips, ratings, missing_audio, log, f"{NAME} at {path}")
+        if durations:
+            clips["duration"] = rel.read_durations(clips)
     spaces = [LabelSpace("emotion", "categorical", classes=PRIMARY)]
     if secondary:
         spaces.append(LabelSpace("emotions", "multilabel", classes=MULTILABEL))
@@ -231,7 +235,9 @@ def load(
         "citation": "Lotfian & Busso (2019), Building naturalistic emotionally balanced speech corpus by "
         "retrieving emotional speech from existing podcast recordings",
     }
-    return rel.finish(NAME, clips, ratings, spaces, log, path, meta, columns)
+    with rel.progress(f"loading {NAME}", 1) as step:
+        step("validating")
+        return rel.finish(NAME, clips, ratings, spaces, log, path, meta, columns)
 
 
 # ------------------------------------------------------------------ consensus
@@ -468,7 +474,9 @@ def _read_json(f: Path, unknown_labels: str, log: SkipLog):
             raise CorpusError(f"{f}: entry {fn!r} is not an object of workers")
         for w, r in items:
             if not isinstance(r, dict):
-                raise CorpusError(f"{f} [{fn!r}][{w!r}]: expected an object with EmoClass_Major, EmoAct, EmoVal, EmoDom")
+                raise CorpusError(
+                    f"{f} [{fn!r}][{w!r}]: expected an object with EmoClass_Major, EmoAct, EmoVal, EmoDom"
+                )
             names.append(f"{f} [{fn!r}][{w!r}]")
             for k, v in (("fn", fn), ("w", w), ("p", r.get("EmoClass_Major")), ("s", r.get("EmoClass_Second")),
                          ("A", r.get("EmoAct")), ("V", r.get("EmoVal")), ("D", r.get("EmoDom"))):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -271,7 +270,8 @@ def write_iemocap(
                         dict(clip_id=uid, annotator_id=f"E{e + 1}", emotion=labels[0], emotions=";".join(labels),
                              is_self=False, other_text=comment or None)
                     )
-                    cat_files.setdefault(f"e{e + 1}", []).append(f"{uid} :{'Neutral state' if labels[0] == 'neutral' else labels[0].capitalize()}; ()")
+                    shown = "Neutral state" if labels[0] == "neutral" else labels[0].capitalize()
+                    cat_files.setdefault(f"e{e + 1}", []).append(f"{uid} :{shown}; ()")
                 for e in _choose(rng, n_annotators, dim_raters_per_clip):
                     a, v, d = _rate_dims(rng, raters[e], avd, 1, 5)
                     row = dict(clip_id=uid, annotator_id=f"E{e + 1}", arousal=float(a), valence=float(v),
@@ -538,7 +538,9 @@ def write_msp_podcast(
 
 # ================================================================ MSP-IMPROV
 _IMP_PRIMARY = ("angry", "happy", "sad", "neutral", "other")
-_IMP_SECONDARY = ("depressed", "frustrated", "angry", "sad", "disgust", "excited", "fear", "neutral", "surprise", "happy")
+_IMP_SECONDARY = (
+    "depressed", "frustrated", "angry", "sad", "disgust", "excited", "fear", "neutral", "surprise", "happy",
+)
 _IMP_FAMILY = {}
 _IMP_W = np.array([0.2, 0.25, 0.2, 0.3, 0.05])
 _IMP_TARGET = "AHSN"
@@ -670,7 +672,7 @@ _CREMA_EMO_HEADER = ["", "localid", "sessionNums", "queryType", "questNum", "pos
 
 
 def _write_r_csv(path: Path, header: list[str], rows: list[list], quoting: str, crlf: bool = False) -> None:
-    """Write like R's ``write.csv`` (``"r"``), the verified header only quoted (``"header"``) or pandas (``"pandas"``)."""
+    """Write like R's ``write.csv`` (``"r"``), with only the header's ``""`` quoted (``"header"``), or as pandas does."""
     nl = "\r\n" if crlf else "\n"
 
     def cell(v, quote_strings: bool) -> str:
@@ -805,7 +807,8 @@ def write_crema_d(
             for r in _choose(rng, n_annotators, ratings_per_clip):
                 c = _rate_class(rng, raters[r], k)
                 letter = "ADFHNS"[c]
-                lvl = int(np.clip(np.rint(100 * np.clip(avd[0] + raters[r].bias[0] + rng.normal(0, 0.15), 0, 1)), 1, 100))
+                felt = np.clip(avd[0] + raters[r].bias[0] + rng.normal(0, 0.15), 0, 1)
+                lvl = int(np.clip(np.rint(100 * felt), 1, 100))
                 quest[(r, q)] += 1
                 pos[r] += 1
                 ttr = int(rng.integers(900, 9000))
