@@ -1,0 +1,122 @@
+"""Self-supervised encoders through the local-folder route, with tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("transformers")
+import torch  # noqa: E402
+
+from perser.errors import FeatureError  # noqa: E402
+from perser.features import extract  # noqa: E402
+
+from .conftest import save_tiny_model, voice, write_voices  # noqa: E402
+
+
+def manual_pool(model_dir, x: np.ndarray) -> np.ndarray:
+    """Mean over frames of every hidden state, computed directly with transformers."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+    x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(x[None].astype(np.float32)), output_hidden_states=True)
+    return torch.stack(out.hidden_states)[:, 0].mean(dim=1).numpy()
+
+
+@pytest.mark.parametrize("kind", ["wavlm", "hubert", "wav2vec2"])
+def test_all_layers_mean_pooled(kind, tmp_path):
+    model = save_tiny_model(tmp_path / kind, kind)
+    paths = write_voices(tmp_path / "a", 3, seconds=(0.5, 1.2))
+    feats = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", batch_size=3, progress=False)
+    assert feats.X.shape == (3, 3, 32)  # [clips, layers + 1, dim]
+    assert feats.spec == f"ssl:{model}"
+    # padded batch with attention masks == each clip alone, computed directly
+    for i, p in enumerate(paths):
+        x, _ = sf.read(p, dtype="float32")
+        np.testing.assert_allclose(feats.X[i], manual_pool(model, x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(FeatureError, match="frame"):
+        feats.frame()
+
+
+def test_mean_std_pooling_and_cache_keys(tmp_path):
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    paths = write_voices(tmp_path / "a", 2, seconds=(0.5, 0.8))
+    store = tmp_path / "s"
+    mean = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+    both = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", pooling="mean+std", progress=False)
+    assert both.X.shape == (2, 3, 64) and both.n_computed == 2
+    np.testing.assert_allclose(both.X[..., :32], mean.X, rtol=1e-5, atol=1e-6)
+    assert (both.X[..., 32:] > 0).all()
+    hit = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+    assert (hit.n_computed, hit.n_reused) == (0, 2)
+    # other weights in the same folder: a different key, computed afresh
+    save_tiny_model(tmp_path / "m", "wavlm", seed=1)
+    new = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+    assert new.n_computed == 2 and new.key != mean.key and not np.allclose(new.X, mean.X)
+
+
+def test_model_without_attention_mask_batches_equal_lengths_only(tmp_path):
+    model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
+    d = tmp_path / "a"
+    d.mkdir()
+    lengths = [0.6, 0.9, 0.6, 0.75]
+    paths = []
+    for i, s in enumerate(lengths):
+        paths.append(d / f"c{i}.wav")
+        sf.write(paths[-1], voice(s, seed=i), 16000, subtype="FLOAT")
+    feats = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", batch_size=4, progress=False)
+    for i, p in enumerate(paths):
+        x, _ = sf.read(p, dtype="float32")
+        np.testing.assert_allclose(feats.X[i], manual_pool(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_long_clips_are_chunked(tmp_path):
+    model = save_tiny_model(tmp_path / "m", "hubert")
+    paths = write_voices(tmp_path / "a", 1, seconds=(2.0, 2.0))
+    whole = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", progress=False)
+    chunked = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", chunk_seconds=0.5, progress=False)
+    assert chunked.key != whole.key and chunked.n_computed == 1
+    assert chunked.X.shape == whole.X.shape and np.isfinite(chunked.X).all()
+    x, _ = sf.read(paths[0], dtype="float32")
+    x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    # frames pooled over four 0.5 s chunks: the frame-weighted mean of the chunks' means
+    parts = np.array_split(x, 4)  # the clip is normalised once, then cut
+    from transformers import AutoModel
+
+    m = AutoModel.from_pretrained(model, local_files_only=True).eval()
+    sums, n = 0.0, 0
+    with torch.inference_mode():
+        for p in parts:
+            hs = torch.stack(m(torch.from_numpy(p[None]), output_hidden_states=True).hidden_states)[:, 0]
+            sums = sums + hs.sum(dim=1).numpy()
+            n += hs.shape[1]
+    np.testing.assert_allclose(chunked.X[0], sums / n, rtol=1e-4, atol=1e-5)
+
+
+def test_missing_or_invalid_model_says_how_to_supply_one(tmp_path, voices):
+    with pytest.raises(FeatureError, match="save_pretrained"):
+        extract(voices, f"ssl:{tmp_path / 'nowhere'}", cache_dir=tmp_path / "s", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FeatureError, match="no config.json"):
+        extract(voices, f"ssl:{tmp_path / 'empty'}", cache_dir=tmp_path / "s", progress=False)
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    for f in model.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(FeatureError, match="no weight file"):
+        extract(voices, f"ssl:{model}", cache_dir=tmp_path / "s", progress=False)
+
+
+def test_bad_and_too_short_clips_fail_alone(tmp_path):
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    paths = write_voices(tmp_path / "a", 2, seconds=(0.5, 0.7))
+    tiny = tmp_path / "a" / "tiny.wav"
+    sf.write(tiny, voice(0.002, seed=5), 16000)
+    broken = tmp_path / "a" / "broken.wav"
+    broken.write_bytes(b"not audio")
+    with pytest.warns(Warning):
+        feats = extract(paths + [tiny, broken], f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", progress=False)
+    assert feats.clip_ids.tolist() == [str(p) for p in paths]
+    assert "too short" in feats.failures[str(tiny)] and "unreadable" in feats.failures[str(broken)]
