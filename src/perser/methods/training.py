@@ -85,13 +85,18 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def batch_plan(n: int, batch_size: int, seed: int, epoch: int, min_rows: int = 1) -> list[np.ndarray]:
-    """The shuffled mini-batches of epoch ``epoch`` (a short last batch with fewer than
-    ``min_rows`` rows is merged into the one before it)."""
+def batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The shuffled mini-batches of epoch ``epoch``.
+
+    A last batch with fewer than half of ``batch_size`` rows is merged into the one
+    before it, so no step is taken on a handful of rows; the plan does not depend on
+    the number of processes.
+    """
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < min_rows:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+    if len(batches) > 1 and 2 * len(batches[-1]) < batch_size:
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
     return batches
 
 
@@ -194,8 +199,11 @@ def fit_model(
     if n_train < 1:
         raise ConfigError("nothing to train on: the training set is empty")
     world, rank = distributed.world_size(), distributed.rank()
-    if n_train < world:
-        raise ConfigError(f"{n_train} training items cannot be split across {world} processes")
+    if n_train < world or (n_train > cfg.batch_size and (cfg.batch_size + 1) // 2 < world):
+        raise ConfigError(
+            f"{n_train} training items in batches of {cfg.batch_size} cannot give each of {world} processes "
+            f"a row in every batch; use batch_size >= {2 * world}"
+        )
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     fp = _fingerprint(cfg, n_train, model)
@@ -246,7 +254,7 @@ def fit_model(
                 torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, rank]).integers(2**62)))
                 model.train()
                 total, count = 0.0, 0
-                for batch in batch_plan(n_train, cfg.batch_size, cfg.seed, epoch, min_rows=world):
+                for batch in batch_plan(n_train, cfg.batch_size, cfg.seed, epoch):
                     rows = distributed.shard(batch, rank, world)
                     opt.zero_grad(set_to_none=True)
                     loss = batch_loss(module, rows)
