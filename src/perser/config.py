@@ -125,8 +125,14 @@ class ExperimentConfig(BaseModel):
         return self.out if self.out is not None else Path("runs") / self.name
 
     def resolved(self) -> dict:
-        """The configuration as plain data (what ``config.yaml`` in a run folder holds)."""
-        return self.model_dump(mode="json")
+        """The configuration as plain data with absolute paths (what ``config.yaml`` in a run folder holds)."""
+        doc = self.model_dump(mode="json")
+        for key in ("corpus", "eval_corpus", "feature_cache", "out"):
+            if doc.get(key) is not None:
+                doc[key] = str(Path(doc[key]).absolute())
+        if doc.get("out") is None:
+            doc["out"] = str(self.run_dir.absolute())
+        return doc
 
 
 def _expand(v: Any, where: str = "") -> Any:

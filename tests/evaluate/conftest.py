@@ -157,3 +157,9 @@ def toy_methods(monkeypatch):
 @pytest.fixture(scope="session")
 def toy():
     return toy_corpus()
+
+
+@pytest.fixture(scope="session")
+def make_toy():
+    """The toy corpus builder, for tests that need variants."""
+    return toy_corpus

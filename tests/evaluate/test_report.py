@@ -1,0 +1,84 @@
+import json
+
+import pandas as pd
+import pytest
+from perser.config import load_config
+from perser.errors import ConfigError
+from perser.evaluate import evaluate_data
+from perser.evaluate.data import load_eval_data
+from perser.evaluate.report import print_summary
+from perser.evaluate.scoring import RESULT_COLUMNS, SUMMARY_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, toy):
+    import perser.methods.base as mbase
+
+    saved = dict(mbase._REGISTRY)
+    mbase._REGISTRY.clear()
+    mbase._REGISTRY.update({"consensus": "perser_toy_methods:ToyConsensus", "similar": "perser_toy_methods:ToySimilar"})
+    try:
+        out = tmp_path_factory.mktemp("rep") / "run"
+        cfg = load_config(overrides={"corpus": "toy", "space": "emotion", "k": [5, 10], "seeds": [0], "n_folds": 3,
+                                     "unseen_column": "new", "out": str(out), "progress": False, "n_bootstrap": 200})
+        corpus, X, ids = toy
+        data = load_eval_data(cfg, corpora={"train": corpus}, features={"eval": (X, ids)})
+        run = evaluate_data(cfg, data, console=False)
+        yield cfg, data, run
+    finally:
+        mbase._REGISTRY.clear()
+        mbase._REGISTRY.update(saved)
+
+
+def test_run_folder_files(written):
+    cfg, data, run = written
+    folder = run.folder
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "confusion.csv", "listeners.csv",
+                                                        "report.html", "results.csv", "run.json", "summary.csv"]
+    res = pd.read_csv(folder / "results.csv", keep_default_na=False)
+    assert list(res.columns) == RESULT_COLUMNS
+    summ = pd.read_csv(folder / "summary.csv")
+    assert list(summ.columns) == SUMMARY_COLUMNS
+    assert set(summ["scenario"]) == {"unseen", "seen"} and set(summ["k"]) == {5, 10}
+    pd.testing.assert_frame_equal(summ, run.summary, check_dtype=False)
+    doc = json.loads((folder / "run.json").read_text())
+    assert {"numpy", "pandas", "scikit-learn", "python"} <= set(doc["versions"])
+    assert doc["config"]["k"] == [5, 10] and doc["listeners"]["unseen"]["evaluated (summed over seeds and folds)"] > 0
+    assert doc["chance_retrieval"] == pytest.approx(0.5, abs=0.1)
+    again = load_config(folder / "config.yaml")
+    assert again.resolved() == cfg.resolved() == doc["config"]
+    conf = pd.read_csv(folder / "confusion.csv")
+    assert set(conf["decision"]) == {"argmax", "balanced"}
+    # every listener-K-method cell of the confusion counts equals that listener's number of test ratings
+    n = res[(res["metric"] == "n_test")].groupby(["method", "scenario", "k"])["value"].sum()
+    c = conf[conf["decision"] == "argmax"].groupby(["method", "scenario", "k"])["count"].sum()
+    pd.testing.assert_series_equal(n.astype(int), c.astype(int), check_names=False)
+
+
+def test_report_is_self_contained(written):
+    _, _, run = written
+    page = (run.folder / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5
+    assert "src='http" not in page and 'src="http' not in page and "<script" not in page
+    for text in ("balanced decision", "unseen listeners", "seen listeners", "retrieval", "Versions",
+                 "Listeners per split", "Wilcoxon"):
+        assert text in page
+
+
+def test_existing_run_folder_is_not_overwritten(written, toy):
+    cfg, data, _ = written
+    with pytest.raises(ConfigError, match="exists"):
+        evaluate_data(cfg, data, console=False)
+
+
+def test_terminal_summary(written):
+    from rich.console import Console
+
+    _, data, run = written
+    console = Console(record=True, width=200)
+    print_summary(run.summary, data.space.kind, console=console)
+    text = console.export_text()
+    assert "unseen listeners" in text and "seen listeners" in text
+    assert "similar" in text and "consensus" in text and "retrieval" in text
+    row = run.summary.query("method == 'similar' and scenario == 'unseen' and k == 10 and metric == 'accuracy_argmax'")
+    assert f"{row['mean'].iloc[0]:.3f} [{row['ci_low'].iloc[0]:.3f}, {row['ci_high'].iloc[0]:.3f}]" in text
