@@ -120,6 +120,7 @@ def test_ewe_weights_are_correlations_and_downweight_unreliable_annotators(refer
     assert ((w[["arousal", "valence"]] >= 0) & (w[["arousal", "valence"]] <= 1)).all().all()
 
     e = C.ewe(r, AV, reference=reference)
+    pd.testing.assert_frame_equal(e, C.ewe(r, AV, weights=w))  # same as with the weights given
     m = C.mean(r, AV)
     t = pd.DataFrame(truth, columns=["arousal", "valence"], index=[f"c{i:03d}" for i in range(len(truth))]).loc[e.index]
     # EWE is closer to the truth than the plain mean when two annotators are noise

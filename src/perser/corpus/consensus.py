@@ -278,21 +278,30 @@ def ewe_weights(
         raise CorpusError(f"reference must be 'mean' or 'others', got {reference!r}")
     r, ccode, clips, x = _dim_values(ratings, space)
     acode, annotators = pd.factorize(r["annotator_id"], sort=True)
-    A = len(annotators)
-    nc = np.bincount(ccode, minlength=len(clips)).astype(np.float64)
-    out: dict[str, np.ndarray] = {}
-    n_used = None
-    for j, d in enumerate(space.dimensions):
+    w, n = _reliabilities(x, ccode, len(clips), acode.astype(np.int64), len(annotators), reference, min_ratings)
+    df = pd.DataFrame(w, columns=list(space.dimensions),
+                      index=pd.Index(np.asarray(annotators, dtype=object), name="annotator_id"))
+    df["n_ratings"] = n.astype(np.int64)
+    return df
+
+
+def _reliabilities(x: np.ndarray, ccode: np.ndarray, n_clips: int, acode: np.ndarray, A: int,
+                   reference: str, min_ratings: int) -> tuple[np.ndarray, np.ndarray]:
+    """EWE weights ``[A, D]`` and usable ratings per annotator, from integer codes."""
+    nc = np.bincount(ccode, minlength=n_clips).astype(np.float64)
+    w = np.zeros((A, x.shape[1]))
+    n = np.zeros(A)
+    for j in range(x.shape[1]):
         xj = x[:, j]
-        s = np.bincount(ccode, weights=xj, minlength=len(clips))
+        s = np.bincount(ccode, weights=xj, minlength=n_clips)
         if reference == "mean":
             ref = (s / nc)[ccode]
-            use = np.ones(len(xj), dtype=bool)
+            a, xu, ru = acode, xj, ref
         else:
             k = nc[ccode] - 1.0
             use = k > 0
             ref = np.divide(s[ccode] - xj, k, out=np.zeros(len(xj)), where=use)
-        a, xu, ru = acode[use], xj[use], ref[use]
+            a, xu, ru = acode[use], xj[use], ref[use]
         n = np.bincount(a, minlength=A).astype(np.float64)
         sx = np.bincount(a, weights=xu, minlength=A)
         sr = np.bincount(a, weights=ru, minlength=A)
@@ -305,12 +314,8 @@ def ewe_weights(
             vr = srr - sr * sr / n
             corr = cov / np.sqrt(vx * vr)
         ok = (n >= max(min_ratings, 2)) & (vx > 1e-12 * np.maximum(n, 1)) & (vr > 1e-12 * np.maximum(n, 1))
-        w = np.where(ok, np.clip(np.nan_to_num(corr), 0.0, 1.0), 0.0)
-        out[d] = w
-        n_used = n
-    df = pd.DataFrame(out, index=pd.Index(np.asarray(annotators, dtype=object), name="annotator_id"))
-    df["n_ratings"] = (n_used if n_used is not None else np.zeros(A)).astype(np.int64)
-    return df
+        w[:, j] = np.where(ok, np.clip(np.nan_to_num(corr), 0.0, 1.0), 0.0)
+    return w, n
 
 
 def ewe(
@@ -331,18 +336,23 @@ def ewe(
     Returns a frame indexed by ``clip_id``: one column per dimension, ``n_ratings`` and
     ``fallback`` (bool, any dimension fell back to the mean).
     """
-    if weights is None:
-        weights = ewe_weights(ratings, space, reference=reference, min_ratings=min_ratings)
+    if reference not in ("mean", "others"):
+        raise CorpusError(f"reference must be 'mean' or 'others', got {reference!r}")
     r, ccode, clips, x = _dim_values(ratings, space)
-    missing = ~r["annotator_id"].isin(weights.index)
-    if missing.any():
-        raise CorpusError(f"EWE weights lack annotator {r['annotator_id'][missing].iloc[0]!r}")
-    widx = weights.index.get_indexer(r["annotator_id"])
+    if weights is None:
+        acode, annotators = pd.factorize(r["annotator_id"], sort=False)
+        acode = acode.astype(np.int64)
+        W, _ = _reliabilities(x, ccode, len(clips), acode, len(annotators), reference, min_ratings)
+    else:
+        acode = weights.index.get_indexer(r["annotator_id"])
+        if (acode < 0).any():
+            raise CorpusError(f"EWE weights lack annotator {r['annotator_id'].iloc[int(np.flatnonzero(acode < 0)[0])]!r}")
+        W = weights[list(space.dimensions)].to_numpy(dtype=np.float64)
     nc = np.bincount(ccode, minlength=len(clips)).astype(np.float64)
     out: dict[str, np.ndarray] = {}
     fallback = np.zeros(len(clips), dtype=bool)
     for j, d in enumerate(space.dimensions):
-        w = weights[d].to_numpy(dtype=np.float64)[widx]
+        w = W[acode, j]
         sw = np.bincount(ccode, weights=w, minlength=len(clips))
         swx = np.bincount(ccode, weights=w * x[:, j], minlength=len(clips))
         plain = np.bincount(ccode, weights=x[:, j], minlength=len(clips)) / nc
