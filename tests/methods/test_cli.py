@@ -1,0 +1,178 @@
+"""``perser train``, ``perser enroll`` and ``perser predict``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from perser.cli import method_cmd
+from perser.errors import ConfigError, CorpusError, FeatureError
+from perser.methods import Profile, load_model
+
+CLASSES = ("ang", "hap", "neu", "sad")
+
+
+@pytest.fixture()
+def app():
+    a = typer.Typer()
+
+    @a.callback()
+    def _root() -> None:
+        pass
+
+    method_cmd.register(a)
+    return a
+
+
+def tone(path, f0: float, seconds: float = 0.4, sr: int = 16000) -> None:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t))).astype(np.float32), sr)
+
+
+def write_corpus(root, n_clips=120, d=6, seed=0):
+    """A table-format corpus of four annotators with planted signal, and a features file."""
+    rng = np.random.default_rng(seed)
+    (root / "wav").mkdir(parents=True)
+    X = rng.standard_normal((n_clips, d)).astype(np.float32)
+    ids = [f"c{i:03d}" for i in range(n_clips)]
+    for i, c in enumerate(ids):
+        tone(root / "wav" / f"{c}.wav", 120 + 5 * i, seconds=0.05)
+    W = {f"w{i}": rng.standard_normal((d, 4)) * 2 for i in range(4)}
+    rows = [{"clip_id": c, "annotator_id": a, "emotion": CLASSES[int(np.argmax(X[i] @ Wa))]}
+            for a, Wa in W.items() for i, c in enumerate(ids)]
+    (root / "corpus.yaml").write_text(yaml.safe_dump({
+        "name": "toy", "label_spaces": [{"name": "emotion", "kind": "categorical", "classes": list(CLASSES)}]}))
+    pd.DataFrame({"clip_id": ids, "path": [f"wav/{c}.wav" for c in ids], "speaker": ["s1"] * n_clips,
+                  "split": ["train"] * (n_clips - 20) + ["test"] * 20}).to_csv(root / "clips.csv", index=False)
+    pd.DataFrame(rows).to_csv(root / "ratings.csv", index=False)
+    np.savez(root / "feats.npz", X=X, clip_ids=np.array(ids), spec=np.array("toy-features"))
+    return X, ids, W
+
+
+TRAIN = ["--no-progress", "--epochs", "20", "-p", "hidden=[16]", "-p", "dropout=0", "-p", "lr=0.01", "-p", "patience=0"]
+
+
+def test_train_enroll_predict_round_trip(app, tmp_path):
+    X, ids, W = write_corpus(tmp_path / "toy")
+    feats = str(tmp_path / "toy" / "feats.npz")
+    cli = CliRunner()
+    r = cli.invoke(app, ["train", str(tmp_path / "toy"), "--features", feats, "--method", "similar",
+                         "--out", str(tmp_path / "model"), "--split", "train", "-p", "min_ratings=50", *TRAIN])
+    assert r.exit_code == 0, r.output
+    assert "model written" in r.output
+    cfg = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert cfg["method"] == "similar" and cfg["feature_spec"]["spec"] == "toy-features"
+    assert cfg["params"]["epochs"] == 20 and cfg["params"]["hidden"] == [16]
+    assert cfg["seen_annotators"] == ["w0", "w1", "w2", "w3"]
+    assert cfg["space"]["classes"] == list(CLASSES)
+
+    # a new listener who labels like w2, on the held-out clips
+    test_ids = ids[100:]
+    labels = [CLASSES[int(np.argmax(X[int(c[1:])] @ W["w2"]))] for c in test_ids]
+    pd.DataFrame({"clip_id": test_ids, "emotion": labels}).to_csv(tmp_path / "r.csv", index=False)
+    r = cli.invoke(app, ["enroll", str(tmp_path / "model"), "--annotator", "lena", "--ratings", str(tmp_path / "r.csv"),
+                         "--features", feats, "--out", str(tmp_path / "lena")])
+    assert r.exit_code == 0, r.output
+    prof = Profile.load(tmp_path / "lena")
+    assert prof.annotator == "lena" and prof.data["heads"] == ["w2"]
+
+    r = cli.invoke(app, ["predict", str(tmp_path / "model"), "--profile", str(tmp_path / "lena"), "c000", "c005",
+                         "--features", feats, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["annotator"] == "lena" and [p["clip_id"] for p in doc["predictions"]] == ["c000", "c005"]
+    model = load_model(tmp_path / "model")
+    direct = model.predict(prof, X[[0, 5]])
+    assert [p["emotion"] for p in doc["predictions"]] == direct.labels
+    assert np.allclose([[p[f"p_{c}"] for c in CLASSES] for p in doc["predictions"]], direct.proba)
+
+    r = cli.invoke(app, ["predict", str(tmp_path / "model"), "c001", "--features", feats,
+                         "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "p.csv", index_col="clip_id")
+    assert list(df.index) == ["c001"] and df.iloc[0][[f"p_{c}" for c in CLASSES]].sum() == pytest.approx(1, abs=1e-6)
+
+
+def test_train_from_config_file_with_flag_overrides(app, tmp_path):
+    write_corpus(tmp_path / "toy", n_clips=60)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({
+        "method": "consensus", "features": str(tmp_path / "toy" / "feats.npz"),
+        "params": {"hidden": [8], "epochs": 50, "seed": 3}}))
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "toy"), "--config", str(tmp_path / "exp.yaml"),
+                                 "--out", str(tmp_path / "m"), "--epochs", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "m" / "config.json").read_text())["params"]
+    assert p["epochs"] == 2 and p["hidden"] == [8] and p["seed"] == 3
+
+
+def test_cli_errors_name_the_culprit(app, tmp_path):
+    X, ids, W = write_corpus(tmp_path / "toy", n_clips=60)
+    feats = str(tmp_path / "toy" / "feats.npz")
+    cli = CliRunner()
+    r = cli.invoke(app, ["train", str(tmp_path / "toy"), "--features", feats, "--method", "nope", "--out", str(tmp_path / "m")])
+    assert isinstance(r.exception, ConfigError) and "nope" in str(r.exception)
+    r = cli.invoke(app, ["train", str(tmp_path / "toy"), "--features", feats, "--method", "consensus",
+                         "--out", str(tmp_path / "m"), "--space", "arousal"])
+    assert isinstance(r.exception, CorpusError) and "arousal" in str(r.exception)
+    r = cli.invoke(app, ["train", str(tmp_path / "toy"), "--features", feats, "--method", "consensus",
+                         "--out", str(tmp_path / "m"), "-p", "epochs"])
+    assert isinstance(r.exception, ConfigError) and "KEY=VALUE" in str(r.exception)
+    r = cli.invoke(app, ["train", str(tmp_path / "toy"), "--features", feats, "--method", "consensus",
+                         "--out", str(tmp_path / "m"), *TRAIN, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["predict", str(tmp_path / "m"), "c000", "zzz", "--features", feats])
+    assert isinstance(r.exception, FeatureError) and "'zzz'" in str(r.exception)
+    r = cli.invoke(app, ["predict", str(tmp_path / "m"), "c000"])
+    assert isinstance(r.exception, ConfigError) and "'c000' is not an audio file" in str(r.exception)
+    pd.DataFrame({"clip_id": ["c001", "c002"], "emotion": ["ang", "joy"]}).to_csv(tmp_path / "r.csv", index=False)
+    r = cli.invoke(app, ["enroll", str(tmp_path / "m"), "-a", "x", "-r", str(tmp_path / "r.csv"), "-f", feats, "-o", str(tmp_path / "p")])
+    assert isinstance(r.exception, CorpusError) and "r.csv" in str(r.exception) and "'joy'" in str(r.exception) and "3" in str(r.exception)
+    pd.DataFrame({"clip": ["c001"], "emotion": ["ang"]}).to_csv(tmp_path / "r2.csv", index=False)
+    r = cli.invoke(app, ["enroll", str(tmp_path / "m"), "-a", "x", "-r", str(tmp_path / "r2.csv"), "-f", feats, "-o", str(tmp_path / "p")])
+    assert isinstance(r.exception, ConfigError) and "'clip_id' or 'path'" in str(r.exception)
+    np.savez(tmp_path / "bad.npz", X=np.zeros((2, 3), np.float32), clip_ids=np.array(["c000", "c001"]))
+    r = cli.invoke(app, ["predict", str(tmp_path / "m"), "c000", "--features", str(tmp_path / "bad.npz")])
+    assert isinstance(r.exception, FeatureError) and "(3,)" in str(r.exception) and "(6,)" in str(r.exception)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_audio_in_audio_out_with_egemaps(app, tmp_path):
+    """The model remembers its feature spec: enroll and predict straight from audio files."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tones"
+    (root / "wav").mkdir(parents=True)
+    ids, rows = [], []
+    for i in range(40):
+        f0 = float(rng.uniform(100, 300))
+        c = f"t{i:02d}"
+        tone(root / "wav" / f"{c}.wav", f0, seconds=0.5)
+        ids.append(c)
+        for a in ("r1", "r2"):
+            rows.append({"clip_id": c, "annotator_id": a, "emotion": "hap" if f0 > 200 else "sad"})
+    (root / "corpus.yaml").write_text(yaml.safe_dump({
+        "name": "tones", "label_spaces": [{"name": "emotion", "kind": "categorical", "classes": ["hap", "sad"]}]}))
+    pd.DataFrame({"clip_id": ids, "path": [f"wav/{c}.wav" for c in ids], "speaker": "s"}).to_csv(root / "clips.csv", index=False)
+    pd.DataFrame(rows).to_csv(root / "ratings.csv", index=False)
+    cli = CliRunner()
+    store = str(tmp_path / "store")
+    r = cli.invoke(app, ["train", str(root), "--features", "egemaps", "--cache", store, "--method", "finetune",
+                         "--out", str(tmp_path / "m"), *TRAIN, "-p", "min_ratings=5"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["feature_spec"]["spec"] == "egemaps"
+    wavs = [str(root / "wav" / f"{c}.wav") for c in ids[:6]]
+    pd.DataFrame({"path": wavs, "emotion": ["sad"] * 6}).to_csv(tmp_path / "r.csv", index=False)
+    r = cli.invoke(app, ["enroll", str(tmp_path / "m"), "-a", "gloomy", "-r", str(tmp_path / "r.csv"),
+                         "--cache", store, "-o", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["predict", str(tmp_path / "m"), "-p", str(tmp_path / "p"), *wavs[:2], "--cache", store])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(__import__("io").StringIO(r.stdout), index_col="clip_id")
+    assert len(df) == 2 and set(df["emotion"]) <= {"hap", "sad"}
