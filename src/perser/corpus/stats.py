@@ -59,11 +59,12 @@ def space_summary(corpus: Corpus, space, include_agreement: bool = True) -> dict
     out: dict = {
         "kind": sp.kind,
         "n_ratings": int(len(r)),
-        "n_clips_rated": int(r["clip_id"].nunique()),
-        "n_annotators": int(r["annotator_id"].nunique()),
+        "n_clips_rated": 0,
+        "n_annotators": int(len(pd.unique(r["annotator_id"]))),
     }
     if sp.is_class:
         counts, n = vote_counts(r, sp)
+        out["n_clips_rated"] = int(len(counts))
         tot = counts.sum(axis=0)
         denom = int(tot.sum()) if sp.kind == "categorical" else int(len(r))
         out["classes"] = list(sp.classes)
@@ -71,6 +72,7 @@ def space_summary(corpus: Corpus, space, include_agreement: bool = True) -> dict
             c: {"count": int(tot[c]), "share": round(float(tot[c]) / denom, 4) if denom else None} for c in sp.classes
         }
     else:
+        out["n_clips_rated"] = int(len(pd.unique(r["clip_id"])))
         out["dimensions"] = list(sp.dimensions)
         out["scale"] = list(sp.scale)  # type: ignore[arg-type]
         out["label_distribution"] = {}
@@ -106,7 +108,8 @@ def describe(corpus: Corpus, agreement: bool = True) -> dict:
     # distinct (clip, annotator) pairs: a rater may have one row per label space
     ccode, cuniq = pd.factorize(ext["clip_id"])
     acode, auniq = pd.factorize(ext["annotator_id"])
-    pair = np.unique(ccode.astype(np.int64) * max(len(auniq), 1) + acode)
+    pair = np.sort(ccode.astype(np.int64) * max(len(auniq), 1) + acode)
+    pair = pair[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else pair  # distinct pairs (sort-based: fast)
     pc, pa = pair // max(len(auniq), 1), pair % max(len(auniq), 1)
     per_clip = pd.Series(np.bincount(pc, minlength=len(cuniq)), index=pd.Index(cuniq)).reindex(clips.index, fill_value=0)
     per_ann = np.bincount(pa, minlength=len(auniq))
