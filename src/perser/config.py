@@ -243,9 +243,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if isinstance(v, str) and not _ENV.search(v) and not os.path.isabs(v) and key != "out":
                 file_doc[key] = str(folder / v)
         doc.update(file_doc)
+    for dotted, value in (overrides or {}).items():  # before expansion: a flag may replace a ${VAR}
+        set_path(doc, dotted, value)
     doc = _expand(doc)
-    for dotted, value in (overrides or {}).items():
-        set_path(doc, dotted, _expand(value, dotted))
     try:
         return ExperimentConfig.model_validate(doc)
     except ValidationError as e:

@@ -1,0 +1,103 @@
+"""Each packaged recipe end to end on tiny format-faithful fixtures of its corpora."""
+
+import warnings
+
+import pandas as pd
+import pytest
+
+from perser.config import load_config, recipe_path
+from perser.evaluate import evaluate
+
+pytestmark = pytest.mark.slow
+
+TINY_NEURAL = {"hidden": [16], "epochs": 2, "patience": 1}
+
+
+def _tiny(cfg_methods):
+    from perser.evaluate.runner import accepted_params
+    from perser.methods import get_method
+
+    out = {}
+    for m in cfg_methods:
+        p = {**TINY_NEURAL, "steps": 2, "meta_epochs": 1, "iters_per_epoch": 2, "first_order_epochs": 1,
+             "msl_epochs": 1, "n_inner_steps": 1, "k_support": 2, "k_query": 2, "min_ratings": 2}
+        sig = accepted_params(get_method(m))
+        out[m] = {k: v for k, v in p.items() if k in sig}
+    return out
+
+
+def _run(recipe, tmp_path, **over):
+    cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
+    over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
+            "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods), "workers": 1, **over}
+    cfg = load_config(recipe_path(recipe), over)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixtures inject counted quirks on purpose
+        return evaluate(cfg, console=False)
+
+
+@pytest.fixture(scope="module")
+def iemocap(tmp_path_factory):
+    from perser.testing.corpora import write_iemocap
+
+    root = tmp_path_factory.mktemp("iemocap")
+    write_iemocap(root, n_sessions=3, n_dialogs=2, n_clips_per_dialog=6, n_annotators=4, cat_raters_per_clip=3,
+                  dim_raters_per_clip=3, seed=0)
+    return root
+
+
+def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
+    from perser.testing.corpora import write_msp_podcast
+
+    pod = tmp_path / "podcast"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
+    monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
+    run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2)
+    r = run.results
+    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    assert set(r["scenario"]) == {"unseen"} and set(r["k"]) == {2, 4}
+    assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal", "ccc_con/valence"} <= set(r["metric"])
+    assert "ccc/dominance" not in set(r["metric"])
+    assert run.data.space.scale == (1.0, 5.0) and run.data.cross_corpus
+    # MSP-Podcast's 1-7 ratings were rescaled onto IEMOCAP's 1-5
+    tr = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "train"]
+    assert tr["arousal"].between(1, 5).all()
+    assert (run.folder / "report.html").is_file()
+    assert all(s.fold in {"0", "1", "2"} for s in run.plan)  # IEMOCAP sessions as folds
+
+
+def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
+    from perser.testing.corpora import write_msp_improv, write_msp_podcast
+
+    pod, imp = tmp_path / "podcast", tmp_path / "improv"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    write_msp_improv(imp, n_sessions=3, n_clips_per_session=12, n_annotators=4, ratings_per_clip=3, seed=2)
+    run = _run("tavernor-msp-improv", tmp_path, corpus=str(pod), eval_corpus=str(imp), k=[2, 4], n_folds=3,
+               min_test=2)
+    assert {"ccc/arousal", "ccc_con/valence"} <= set(run.results["metric"])
+    assert run.summary["n"].min() >= 1
+
+
+def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
+    monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
+    run = _run("meta-perser-iemocap", tmp_path, k=[2, 4], seen_k=[2], n_folds=3, min_test=2, unseen_fraction=0.25)
+    r = run.results
+    assert set(r["method"]) == {"consensus", "similar", "finetune", "meta"}
+    assert set(r["scenario"]) == {"unseen", "seen"}
+    assert run.data.space.kind == "multilabel"
+    assert {"macro_f1", "micro_f1"} <= set(r["metric"])
+    s = run.summary
+    assert not s[(s["method"] == "meta") & (s["metric"] == "macro_f1")].empty
+
+
+def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
+    from perser.testing.corpora import write_crema_d
+
+    crema = tmp_path / "crema"
+    write_crema_d(crema, n_actors=4, n_clips_per_actor=8, n_annotators=8, ratings_per_clip=4, seed=3)
+    run = _run("crema-d-to-iemocap", tmp_path, corpus=str(crema), eval_corpus=str(iemocap), k=[2, 3], n_folds=3,
+               min_test=2, methods=["consensus", "similar"])
+    assert run.data.space.classes == ("anger", "happiness", "neutral", "sadness")
+    assert any("dropped by the mapping" in n for n in run.data.notes)
+    assert set(pd.unique(run.results["scenario"])) == {"unseen"}
