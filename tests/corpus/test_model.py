@@ -141,3 +141,17 @@ def test_missing_audio_check(tmp_path):
     c.validate()  # audio not checked by default
     with pytest.raises(CorpusError, match=r"3 clip\(s\) have no audio file, e\.g\. 'c1' \(.*c1\.wav\)"):
         c.validate(check_audio=True)
+
+
+def test_threaded_audio_check_keeps_order(tmp_path):
+    from perser.corpus.validate import _isfiles
+
+    paths = []
+    for i in range(50):
+        p = tmp_path / f"{i}.wav"
+        if i % 7:
+            p.write_bytes(b"RIFF")
+        paths.append(str(p))
+    expect = [i % 7 != 0 for i in range(50)]
+    assert _isfiles(np.array(paths, dtype=object), threads_from=0) == expect
+    assert _isfiles(np.array(paths, dtype=object)) == expect
