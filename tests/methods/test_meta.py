@@ -71,7 +71,7 @@ def listener(kind, W, n=90, seed=5):
 
 
 CONS = dict(hidden=(32,), dropout=0.0, epochs=25, batch_size=32, lr=3e-3, patience=0, progress=False, seed=0)
-META = dict(meta_epochs=8, iters_per_epoch=8, meta_batch_size=6, meta_lr=3e-3,
+META = dict(meta_epochs=8, iters_per_epoch=8, meta_batch_size=6, meta_lr=3e-2,
             first_order_epochs=3, msl_epochs=3, k_support=10, k_query=10)
 
 
@@ -302,7 +302,8 @@ DIST_SCRIPT = textwrap.dedent(
     m.fit(rs)
     if distributed.is_main():
         from safetensors.torch import save_file
-        save_file({**{"theta." + k: v for k, v in m.theta_.items()}, **{"lr." + k: v for k, v in m.inner_lrs_.items()}}, sys.argv[3])
+        save_file({**{"theta." + k: v for k, v in m.theta_.items()}, **{"lr." + k: v for k, v in m.inner_lrs_.items()},
+                   "world_size": torch.tensor([distributed.world_size()])}, sys.argv[3])
     distributed.shutdown()
     """
 )
@@ -320,7 +321,7 @@ def test_two_processes_match_one(tmp_path):
     one = subprocess.run([sys.executable, str(script), here, str(tmp_path / "cons"), str(tmp_path / "one.safetensors")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(script), here, str(tmp_path / "cons"), str(tmp_path / "two.safetensors")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -328,5 +329,6 @@ def test_two_processes_match_one(tmp_path):
 
     a, b = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
     assert set(a) == set(b)
+    assert int(a.pop("world_size")) == 1 and int(b.pop("world_size")) == 2
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
