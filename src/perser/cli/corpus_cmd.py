@@ -158,13 +158,13 @@ def convert_cmd(
     """Write any supported corpus in perser's plain table format (audio is referenced, not copied)."""
     from perser.corpus.table import write
 
+    from perser.errors import CorpusError
+
+    if out.exists() and not overwrite:
+        raise CorpusError(f"{out} exists; pass --overwrite to replace it")
     err = Console(stderr=True)
     with _report_warnings(err):
         corpus = _load(path, format, err)
-        if out.exists() and not overwrite:
-            from perser.errors import CorpusError
-
-            raise CorpusError(f"{out} exists; pass --overwrite to replace it")
         write(corpus, out, overwrite=overwrite)
     typer.echo(f"wrote {out} ({len(corpus.clips):,} clips, {len(corpus.ratings):,} ratings, "
                f"{corpus.ratings['annotator_id'].nunique():,} annotators)")
