@@ -145,3 +145,13 @@ def test_describe_counts_distinct_raters_and_is_json_ready():
     assert av["label_distribution"]["arousal"]["mean"] == pytest.approx(2.875)
     assert av["agreement"]["n_clips_pairable"] == 1
     assert d == corpus.describe()
+
+
+def test_counted_warnings_are_printed_as_one_line_each(app, tmp_path):
+    src = table.write(_corpus(tmp_path), tmp_path / "tiny")
+    (src / "annotators.csv").write_text("annotator_id,style\na,calm\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["corpus", "stats", str(src), "--json"])
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "2 annotator(s) rate clips but are not in annotators.csv (e.g. b, c)" in warn[0]
+    assert json.loads(res.stdout)["n_annotators"] == 3
