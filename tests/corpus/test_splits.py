@@ -76,9 +76,9 @@ def test_official_split_is_followed_and_straddling_speakers_are_warned():
     with pytest.warns(PerserWarning, match=r"speaker\(s\) appear in more than one split"):
         folds = S.speaker_folds(clips)
     assert folds.attrs["by"] == "split"
-    assert set(folds) == {"train", "dev", "test", "test2"}
+    assert set(folds) == {"train", "dev", "test1", "test2"}
     out = list(S.iter_folds(folds))
-    assert [f.name for f in out] == ["test", "test2"]
+    assert [f.name for f in out] == ["test1", "test2"]
     assert len(out[0].train) == 25 and len(out[0].dev) == 25 and len(out[0].test) == 25
 
 

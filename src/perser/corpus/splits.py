@@ -29,12 +29,13 @@ from perser.errors import CorpusError, SkipLog
 
 By = Literal["auto", "speaker", "session", "fold", "split"]
 
-#: Official split names, normalised: MSP-Podcast says ``Development`` (and ``Validation``
-#: in some releases) for the development set and ``Test1``/``Test2``/``Test3`` for tests.
+#: Official split names, normalised (lower case otherwise): MSP-Podcast says
+#: ``Development`` (``Validation`` in some releases) for the development set; its test
+#: sets ``Test1``/``Test2``/``Test3`` become ``test1``/``test2``/``test3``.
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "dev": "dev", "development": "dev", "validation": "dev", "valid": "dev", "val": "dev",
-    "test": "test", "test1": "test", "test2": "test2", "test3": "test3",
+    "testing": "test",
 }
 
 
@@ -101,7 +102,7 @@ def speaker_folds(clips: pd.DataFrame, n_folds: int = 5, seed: int = 0, by: By =
         ``"session"``: the same with sessions (IEMOCAP's 5 sessions and ``n_folds=5`` give
         leave-one-session-out). ``"fold"``: the corpus's own ``fold`` column.
         ``"split"``: the corpus's official ``split`` column (MSP-Podcast), with names
-        normalised to ``train``/``dev``/``test`` (see :data:`SPLIT_ALIASES`).
+        normalised to ``train``/``dev``/``test...`` (see :data:`SPLIT_ALIASES`).
         ``"auto"``: the first of ``fold``, ``split``, ``session`` that every clip has,
         else ``speaker``.
 
@@ -165,7 +166,7 @@ def iter_folds(folds: pd.Series, dev_fold: bool = False) -> Iterator[Fold]:
     """(train, dev, test) clip sets from :func:`speaker_folds`.
 
     For an official split (values ``train``/``dev``/``test``...) yields one :class:`Fold`
-    per test-like split (``test``, ``test2``, ...), training on ``train`` and keeping
+    per test set (every value starting with ``test``: ``test``, or ``test1``, ``test2``...), training on ``train`` and keeping
     ``dev`` as the development set. For k folds yields k of them, each fold once the test
     set; with ``dev_fold=True`` the next fold (cyclically) is the development set.
     """
