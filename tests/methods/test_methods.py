@@ -306,3 +306,19 @@ def test_mismatched_features_and_labels_are_named(synth, tmp_path):
         make_method("similar").predict(None, X)
     with pytest.raises(ConfigError, match="no config.json"):
         load_model(tmp_path)
+
+
+def test_batched_head_outputs_follow_weight_changes(synth):
+    """The cached flat head matrix must equal the heads, also after the weights change."""
+    data, _ = shared_data(synth, "dimensional")
+    m = make_method("similar", **dict(SMALL, epochs=1), min_ratings=20).fit(data.train)
+    X = data.X[:7]
+    z = m.embed(X)
+    ref = m.net_.head(z)[:, : len(m.head_annotators_)]
+    assert torch.allclose(m.head_outputs(X, activated=False), ref, atol=1e-6)
+    with torch.no_grad():
+        m.net_.head.weight[1].mul_(-2.0)
+        m.net_.head.bias[0].add_(1.0)
+    ref2 = m.net_.head(z)[:, : len(m.head_annotators_)]
+    assert not torch.allclose(ref, ref2)
+    assert torch.allclose(m.head_outputs(X, activated=False), ref2, atol=1e-6)

@@ -129,11 +129,27 @@ class MultiAnnotatorModel(NeuralPersonalizer):
                 f"({len(self.head_annotators_)} seen annotators with >= {self.min_ratings} ratings)"
             ) from None
 
+    def _flat_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The seen heads as one ``[in_dim, H * n_out]`` matrix and ``[H, n_out]`` biases.
+
+        Cached until the head's weights change (their version counter moves on every
+        in-place update), so enrollment costs one matrix product for all heads.
+        """
+        head = self.net_.head
+        H = len(self.head_annotators_)
+        key = (head.weight.data_ptr(), head.weight._version, head.bias._version)
+        if getattr(self, "_flat_key", None) != key:
+            w = head.weight.detach()[:H]
+            self._flat = (w.permute(1, 0, 2).reshape(head.in_dim, H * head.n_out).contiguous(), head.bias.detach()[:H])
+            self._flat_key = key
+        return self._flat
+
     def head_outputs(self, X: np.ndarray, activated: bool = True) -> torch.Tensor:
         """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left out)."""
         z = self.embed(X)
+        W, b = self._flat_heads()
         with torch.no_grad():
-            out = self.net_.head(z)[:, : len(self.head_annotators_)]
+            out = (z @ W).view(len(z), *b.shape) + b
         return activate(self.space_.kind, out) if activated else out
 
     def seen_profile(self, annotator: str) -> Profile:

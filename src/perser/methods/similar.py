@@ -145,8 +145,8 @@ def score_heads(model: MultiAnnotatorModel, X: np.ndarray, y: np.ndarray, score:
     if kind == "categorical":
         yt = torch.from_numpy(y.astype(np.int64))
         if crit == "loglik":
-            logp = F.log_softmax(out, dim=-1)  # [K, H, C]
-            s = logp.gather(2, yt[:, None, None].expand(K, out.shape[1], 1))[..., 0].mean(dim=0)
+            picked = out.gather(2, yt[:, None, None].expand(K, out.shape[1], 1))[..., 0]  # [K, H]
+            s = (picked - torch.logsumexp(out, dim=-1)).mean(dim=0)
         else:
             s = torch.from_numpy(_macro_f1_categorical(out.argmax(-1).numpy(), y, len(model.space_.classes)))
     else:
