@@ -79,5 +79,8 @@ def load_corpus(path: str | Path, format: str | None = None, **options: Any) -> 
         format = detect_format(path)
         log.info("detected corpus format %r at %s", format, path)
     corpus = _module(format).load(path, **options)
-    corpus.meta.setdefault("format", format)
+    source = corpus.meta.get("format")
+    if source and source != format:  # e.g. an IEMOCAP copy converted to the table format
+        corpus.meta.setdefault("source_format", source)
+    corpus.meta["format"] = format
     return corpus
