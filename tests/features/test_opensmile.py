@@ -170,3 +170,12 @@ def test_two_workers_equal_one(tmp_path):
     two = extract(paths + [tmp_path / "a" / "missing.wav"], "egemaps", cache_dir=tmp_path / "2", workers=2, progress=False)
     np.testing.assert_array_equal(one.X, two.X)
     assert two.clip_ids.tolist() == one.clip_ids.tolist() and len(two.failures) == 1
+
+
+def test_corpus_clip_without_path_is_reported(voices, tmp_path):
+    clips = make_clips([{"clip_id": "a", "path": str(voices[0]), "speaker": "s"}, {"clip_id": "b", "path": None, "speaker": "s"}])
+    ratings = make_ratings([{"clip_id": c, "annotator_id": "x", "emo": "N"} for c in "ab"])
+    corpus = Corpus("toy", clips, ratings, {"emo": LabelSpace("emo", "categorical", classes=("N", "A"))})
+    with pytest.warns(PerserWarning, match="1 clip"):
+        feats = extract(corpus, "egemaps", cache_dir=tmp_path, progress=False)
+    assert feats.clip_ids.tolist() == ["a"] and "no audio path" in feats.failures["b"]

@@ -135,7 +135,7 @@ def _resolve_inputs(obj) -> tuple[list[str], list[str | None]]:
         ids = [str(c) for c in obj.clips.index]
         paths = []
         for p in obj.clips["path"].tolist():
-            if p is None or (isinstance(p, float) and np.isnan(p)) or str(p) == "":
+            if p is None or pd.isna(p) or str(p) == "":
                 paths.append(None)
             else:
                 p = Path(str(p))
