@@ -109,6 +109,7 @@ def test_new_listeners_are_marked_with_their_styles(small):
     assert (per.reindex(ann.index) == ann["n_ratings"]).all()
 
 
+@pytest.mark.slow
 def test_ratings_per_annotator_are_long_tailed(moderate):
     c = perser.load_corpus(moderate)
     per = c.ratings["annotator_id"].value_counts().to_numpy()
@@ -126,6 +127,7 @@ def test_default_size_aims_at_crema_d_ratings_per_clip(tmp_path):
     assert len(set(zip(lis.tolist(), clp.tolist()))) == len(lis)
 
 
+@pytest.mark.slow
 def test_agreement_near_a_crowd_sourced_corpus(moderate):
     c = perser.load_corpus(moderate)
     counts = _counts(c.ratings)
@@ -135,6 +137,7 @@ def test_agreement_near_a_crowd_sourced_corpus(moderate):
     assert 0.5 <= plurality_share <= 0.8
 
 
+@pytest.mark.slow
 def test_listeners_of_one_style_agree_more_with_each_other(moderate):
     c = perser.load_corpus(moderate)
     ann = _annotators(moderate)
@@ -149,6 +152,7 @@ def test_listeners_of_one_style_agree_more_with_each_other(moderate):
         assert gap[same].mean() < gap[~same].mean() - 0.05
 
 
+@pytest.mark.slow
 def test_knowing_a_listeners_style_from_few_labels_helps(moderate):
     """Style-specific label tables identify a new listener's style from K=10 labels and
     predict that listener's other labels better than the table pooled over all styles."""
@@ -224,6 +228,7 @@ def test_speakers_differ_in_voice(small):
 
 
 # ------------------------------------------------------------ determinism, safety
+@pytest.mark.slow
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):
     kw = dict(n_clips=40, n_annotators=10, n_new=4)
     a = _tree_digest(make_demo(tmp_path / "a", seed=7, **kw))

@@ -219,17 +219,17 @@ def _prosody(rng: np.random.Generator, lat: pd.DataFrame, spk: pd.DataFrame, sr:
             "trail": rng.uniform(0.05, 0.15, n),
             # pitch level (semitones re the speaker), range of accents, declination, final rise
             "f0": s["f0"].to_numpy() * 2 ** ((3.5 * a + 0.8 * v - 1.0 * d + nrm(1.8)) / 12),
-            "f0_range": np.clip(3.0 + 2.5 * a + 1.2 * v + nrm(1.0), 0.5, 12.0),
+            "f0_range": np.clip(3.0 + 2.5 * a + 1.8 * v + nrm(1.0), 0.5, 12.0),
             "decl": -np.clip(1.5 - 0.8 * v + nrm(1.0), -1.0, 5.0),
             "rise": np.clip(1.5 * v * (v > 0) + nrm(0.8), 0.0, 4.0),
             "level_db": s["level_db"].to_numpy() + 6.0 * a + 2.0 * d + nrm(3.0),
             "rate": s["rate"].to_numpy() * np.exp(0.16 * a + 0.04 * v + 0.04 * d + nrm(0.08)),
             "tilt_db": s["tilt_db"].to_numpy() + 3.0 * a + 1.0 * d + nrm(1.5),
             "closing": np.clip(0.17 - 0.06 * a + nrm(0.015), 0.06, 0.32),
-            "jitter": s["jitter"].to_numpy() * np.exp(-0.45 * v + 0.15 * np.abs(a) + nrm(0.2)),
-            "shimmer": s["shimmer"].to_numpy() * np.exp(-0.3 * v + nrm(0.2)),
-            "breath": s["breath"].to_numpy() * np.exp(-0.7 * a - 0.25 * v + nrm(0.25)),
-            "vtl": s["vtl"].to_numpy() * (1.0 + 0.03 * v + 0.02 * a),
+            "jitter": s["jitter"].to_numpy() * np.exp(-0.6 * v + 0.15 * np.abs(a) + nrm(0.2)),
+            "shimmer": s["shimmer"].to_numpy() * np.exp(-0.4 * v + nrm(0.2)),
+            "breath": np.clip(s["breath"].to_numpy() * np.exp(-0.7 * a - 0.4 * v + nrm(0.25)), 0.02, 0.4),
+            "vtl": s["vtl"].to_numpy() * (1.0 + 0.05 * v + 0.02 * a),
             "phase0": rng.uniform(0.0, 0.4, n),
         }
     )
@@ -358,7 +358,7 @@ def _synthesise_batch(p: pd.DataFrame, rng: np.random.Generator, sr: int) -> lis
     y = y[:, :t_len] + frication
 
     out = []
-    levels = 10 ** (p["level_db"].to_numpy() / 20) * 0.05
+    levels = 10 ** (p["level_db"].to_numpy() / 20) * 0.035  # -29 dBFS at 0 dB
     for j in range(b):
         m = n_samples[j]
         sig = y[j, :m].astype(np.float64)
