@@ -269,6 +269,11 @@ def test_bad_options_and_spaces_are_refused(synth):
         make_method("finetune", init="best", **SMALL).fit(data.train)
     with pytest.raises(ConfigError, match="loss 'huber'"):
         make_method("consensus", loss="huber", **SMALL).fit(data.train)
+    with pytest.raises(ConfigError, match="device 'tpu7'"):
+        make_method("consensus", device="tpu7", **SMALL).fit(data.train)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            make_method("consensus", device="cuda", **SMALL).fit(data.train)
 
     class CatOnly(get_method("consensus")):
         kinds = ("categorical",)

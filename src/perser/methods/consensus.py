@@ -35,26 +35,30 @@ class ConsensusModel(NeuralPersonalizer):
 
     def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "ConsensusModel":
         train, valid = self._begin_fit(train, valid)
-        self.net_ = self._make_net(1)
-        X = self._tensor(train.X)
+        dev = self.train_device()
+        self.net_ = self._make_net(1).to(dev)
+        X = self._tensor(train.X).to(dev)
         rows, T = self._consensus_targets(train)
-        rows_t, T_t = torch.from_numpy(rows), torch.from_numpy(T)
-        loss_fn = self._loss_fn()
+        rows_t, T_t = torch.from_numpy(rows).to(dev), torch.from_numpy(T).to(dev)
+        loss_fn = self._loss_fn(dev)
 
         def batch_loss(module, idx):
-            i = torch.from_numpy(idx)
+            i = torch.from_numpy(idx).to(dev)
             return loss_fn(module(X[rows_t[i]]), T_t[i])
 
         valid_loss = None
         if valid is not None and len(valid):
-            Xv = self._tensor(valid.X)
+            Xv = self._tensor(valid.X).to(dev)
             vrows, vT = self._consensus_targets(valid)
-            vrows_t, vT_t = torch.from_numpy(vrows), torch.from_numpy(vT)
+            vrows_t, vT_t = torch.from_numpy(vrows).to(dev), torch.from_numpy(vT).to(dev)
 
             def valid_loss(model):
                 return loss_fn(model(Xv[vrows_t]), vT_t).item()
 
-        self.history_ = fit_model(self.net_, len(rows), batch_loss, valid_loss, self.train_config("consensus"))
+        try:
+            self.history_ = fit_model(self.net_, len(rows), batch_loss, valid_loss, self.train_config("consensus"))
+        finally:
+            self.net_.to("cpu")
         return self
 
     def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:

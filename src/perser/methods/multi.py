@@ -65,23 +65,24 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         self.head_annotators_ = heads
         self._index = {a: i for i, a in enumerate(heads)}
         use_cons = float(self.consensus_weight) > 0
-        self.net_ = self._make_net(len(heads) + int(use_cons))
-        loss_fn = self._loss_fn()
+        dev = self.train_device()
+        self.net_ = self._make_net(len(heads) + int(use_cons)).to(dev)
+        loss_fn = self._loss_fn(dev)
         w_cons = float(self.consensus_weight)
 
         def prepare(rs: RatingSet):
-            X = self._tensor(rs.X)
+            X = self._tensor(rs.X).to(dev)
             keep = np.isin(rs.annotator_ids, heads)
-            clip = torch.from_numpy(rs.clip_index[keep])
-            hidx = torch.from_numpy(np.array([self._index[a] for a in rs.annotator_ids[keep]], dtype=np.int64))
-            T = torch.from_numpy(self._targets(rs.y[keep]))
+            clip = torch.from_numpy(rs.clip_index[keep]).to(dev)
+            hidx = torch.from_numpy(np.array([self._index[a] for a in rs.annotator_ids[keep]], dtype=np.int64)).to(dev)
+            T = torch.from_numpy(self._targets(rs.y[keep])).to(dev)
             # consensus target of every clip, from all ratings (indexed by clip row)
             crow, C = rs.consensus()
             if self.space_.kind == "dimensional":
                 C = to_unit(C, self.space_.scale)
             Cfull = torch.zeros((len(rs.X), self.space_.n_outputs))
             Cfull[torch.from_numpy(crow)] = torch.from_numpy(C.astype(np.float32))
-            return X, clip, hidx, T, Cfull
+            return X, clip, hidx, T, Cfull.to(dev)
 
         X, clip, hidx, T, Cfull = prepare(train)
         H = len(heads)
@@ -91,22 +92,24 @@ class MultiAnnotatorModel(NeuralPersonalizer):
             if not use_cons:
                 return loss_fn(module(X[c], hidx[r]), T[r])
             uc = torch.unique(c)
-            out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H)]))
+            out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]))
             return loss_fn(out[: len(c)], T[r]) + w_cons * loss_fn(out[len(c):], Cfull[uc])
 
         def batch_loss(module, idx):
-            return loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx))
+            return loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx).to(dev))
 
         valid_loss = None
         if valid is not None and np.isin(valid.annotator_ids, heads).any():
             V = prepare(valid)
-            all_rows = torch.arange(len(V[1]))
+            all_rows = torch.arange(len(V[1]), device=dev)
 
             def valid_loss(model):
                 return loss_on(model, *V, all_rows).item()
 
-        n_items = len(clip)
-        self.history_ = fit_model(self.net_, n_items, batch_loss, valid_loss, self.train_config(self.name))
+        try:
+            self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, self.train_config(self.name))
+        finally:
+            self.net_.to("cpu")
         return self
 
     # --------------------------------------------------------------- heads

@@ -66,6 +66,10 @@ class NeuralPersonalizer(Personalizer):
         Show a progress bar while training.
     checkpoint_dir:
         Folder for per-epoch checkpoints; a killed :meth:`fit` resumes from it.
+    device:
+        Where :meth:`fit` trains: ``"auto"`` (this rank's GPU under a NCCL process group,
+        else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``. Fitted models are kept, saved
+        and run for enrollment and prediction on the CPU.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class NeuralPersonalizer(Personalizer):
         seed: int = 0,
         progress: bool = True,
         checkpoint_dir: str | None = None,
+        device: str = "auto",
     ):
         self.hidden = hidden
         self.dropout = dropout
@@ -97,21 +102,31 @@ class NeuralPersonalizer(Personalizer):
         self.seed = seed
         self.progress = progress
         self.checkpoint_dir = checkpoint_dir
+        self.device = device
         #: how the features were made (set by the caller, saved with the model)
         self.feature_spec: dict | None = None
 
     # --------------------------------------------------------------- params
     @classmethod
     def param_names(cls) -> list[str]:
-        """Hyper-parameter names of this class and its bases, in signature order."""
+        """Hyper-parameter names accepted by this class's ``__init__``.
+
+        The named parameters of ``__init__``, followed by those of the bases' ``__init__``
+        for as long as each passes ``**kwargs`` on.
+        """
         names: list[str] = []
         for klass in cls.__mro__:
             init = klass.__dict__.get("__init__")
-            if init is None or klass is object:
+            if init is None:
                 continue
-            for p in inspect.signature(init).parameters.values():
+            if klass is object:
+                break
+            params = inspect.signature(init).parameters.values()
+            for p in params:
                 if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
                     names.append(p.name)
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
         return names
 
     def get_params(self) -> dict:
@@ -126,6 +141,20 @@ class NeuralPersonalizer(Personalizer):
             weight_decay=float(self.weight_decay), patience=int(self.patience or 0), seed=int(self.seed),
             checkpoint_dir=ck, progress=bool(self.progress), description=description,
         )
+
+    def train_device(self) -> torch.device:
+        """The device :meth:`fit` trains on (see ``device``)."""
+        from perser.methods import distributed
+
+        if self.device in (None, "auto"):
+            return distributed.device()
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device {self.device!r}: use auto, cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r}: CUDA is not available on this machine")
+        return dev
 
     # ---------------------------------------------------------------- fitting
     def _check_fitted(self) -> None:
@@ -170,8 +199,9 @@ class NeuralPersonalizer(Personalizer):
             return HeadedNet(self.input_shape_, self.space_.n_outputs, n_heads=n_heads,
                              hidden=tuple(int(h) for h in self.hidden), dropout=float(self.dropout))
 
-    def _loss_fn(self):
-        return loss_for(self.space_, self.loss, self.class_weights_)
+    def _loss_fn(self, device: torch.device | str = "cpu"):
+        w = None if self.class_weights_ is None else torch.as_tensor(self.class_weights_, device=device)
+        return loss_for(self.space_, self.loss, w)
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         return training_targets(self.space_, y)

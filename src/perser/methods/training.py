@@ -232,8 +232,10 @@ def fit_model(
             finished = doc.get("finished", False)
 
     module: nn.Module = model
+    dev = next(iter(model.parameters())).device
     if world > 1:
-        module = nn.parallel.DistributedDataParallel(model)
+        module = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
 
     progress = None
     if cfg.progress and distributed.is_main() and not finished and start < cfg.epochs:
@@ -250,7 +252,7 @@ def fit_model(
     try:
         epoch = start
         while not finished and epoch < cfg.epochs:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=rng_devices):
                 torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, rank]).integers(2**62)))
                 model.train()
                 total, count = 0.0, 0
