@@ -151,3 +151,32 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert not torch.allclose(start.head.weight, b.net_.head.weight, atol=1e-2)
     X = np.random.default_rng(1).standard_normal((7, 5)).astype(np.float32)
     assert np.allclose(a.predict(None, X).proba, b.predict(None, X).proba, atol=1e-5)
+
+
+def test_more_epochs_continue_a_finished_run(tmp_path):
+    cfg = dict(batch_size=8, lr=1e-2, progress=False, seed=2, patience=0)
+    ref, f = problem()
+    fit_model(ref, 50, f, config=TrainConfig(epochs=5, **cfg))
+    m, f = problem()
+    fit_model(m, 50, f, config=TrainConfig(epochs=3, checkpoint_dir=tmp_path, **cfg))
+    m2, f2 = problem(init_seed=7)
+    res = fit_model(m2, 50, f2, config=TrainConfig(epochs=5, checkpoint_dir=tmp_path, **cfg))
+    assert res.resumed_from == 3 and res.epochs_run == 5
+    assert all(torch.equal(a, b) for a, b in zip(weights(m2), weights(ref)))
+
+
+def test_method_fit_resumes_from_its_checkpoint_folder(tmp_path):
+    from perser.corpus.model import LabelSpace
+    from perser.methods import RatingSet, make_method
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    rs = RatingSet(X, np.arange(60).astype(str), np.arange(60), np.array(["r"] * 60, dtype=object), y,
+                   LabelSpace("e", "categorical", classes=("n", "p")))
+    params = dict(hidden=(8,), epochs=4, batch_size=16, progress=False, checkpoint_dir=str(tmp_path), patience=0)
+    a = make_method("consensus", **params).fit(rs)
+    assert (tmp_path / "last" / "state.json").is_file()
+    b = make_method("consensus", **params).fit(rs)
+    assert b.history_.resumed_from == 4 and b.history_.history == a.history_.history
+    assert all(torch.equal(x, z) for x, z in zip(a.net_.state_dict().values(), b.net_.state_dict().values()))

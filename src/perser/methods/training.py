@@ -212,7 +212,7 @@ def fit_model(
     best_state = copy.deepcopy(model.state_dict())
     best_score: float | None = None
     best_epoch, bad, start, resumed = -1, 0, 0, None
-    finished = False
+    finished = stopped = False
     ckpt = _ckpt_path(cfg)
     if ckpt is not None:
         found = _find_checkpoint(ckpt)
@@ -229,7 +229,10 @@ def fit_model(
             _load_optimizer(opt, arrays, doc["param_groups"])
             history, best_score, best_epoch, bad = doc["history"], doc["best_score"], doc["best_epoch"], doc["bad"]
             start = resumed = doc["epoch"] + 1
-            finished = doc.get("finished", False)
+            # a run that stopped early stays stopped; one that ran out of epochs continues
+            # when asked for more
+            stopped = bool(doc.get("stopped_early", False))
+            finished = stopped or start >= cfg.epochs
 
     module: nn.Module = model
     dev = next(iter(model.parameters())).device
@@ -248,7 +251,6 @@ def fit_model(
         task = progress.add_task(cfg.description, total=cfg.epochs, completed=start, info="")
         progress.start()
 
-    stopped = False
     try:
         epoch = start
         while not finished and epoch < cfg.epochs:
@@ -288,7 +290,7 @@ def fit_model(
             if ckpt is not None and distributed.is_main():
                 _save_checkpoint(ckpt, model, best_state, opt, {
                     "epoch": epoch, "history": history, "best_score": best_score, "best_epoch": best_epoch,
-                    "bad": bad, "finished": finished, "fingerprint": fp, "config": _jsonable(asdict(cfg)),
+                    "bad": bad, "finished": finished, "stopped_early": stopped, "fingerprint": fp, "config": _jsonable(asdict(cfg)),
                 })
             distributed.barrier()
             if progress is not None:
