@@ -17,9 +17,9 @@ FORMAT_HELP = (
 def extract_command(
     path: Path = typer.Argument(..., help="A corpus folder, a folder of audio files, or one audio file."),
     features: str = typer.Option(..., "--features", "-f", help="egemaps | compare | ssl:MODEL_DIR"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store [default: $PERSER_CACHE or ~/.cache/perser/features]."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store (default: $PERSER_CACHE or ~/.cache/perser/features)."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="openSMILE worker processes (SSL: audio-reading threads)."),
-    device: Optional[str] = typer.Option(None, "--device", help="SSL device: cpu, cuda, cuda:1 [default: GPU when present]."),
+    device: Optional[str] = typer.Option(None, "--device", help="SSL device: cpu, cuda, cuda:1 (default: the GPU when present)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Extract only shard i of N ('i/N', 0-based); under torchrun each rank takes its own."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     pooling: str = typer.Option("mean", "--pooling", help="SSL pooling over time: mean | mean+std."),
