@@ -176,3 +176,18 @@ def test_audio_in_audio_out_with_egemaps(app, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(__import__("io").StringIO(r.stdout), index_col="clip_id")
     assert len(df) == 2 and set(df["emotion"]) <= {"hap", "sad"}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".csv"])
+def test_feature_files_written_by_extract_are_read_back(tmp_path, suffix):
+    from perser.features import Features
+
+    X = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    f = Features(X=X, clip_ids=np.array(["a", "b", "c"], dtype=object), spec="egemaps", feature_names=list("wxyz"))
+    path = f.save(tmp_path / f"f{suffix}")
+    X2, ids, spec = method_cmd.load_feature_file(path)
+    assert np.allclose(X2, X) and list(ids) == ["a", "b", "c"]
+    assert spec == ("egemaps" if suffix == ".npz" else f"file:f{suffix}")
+    pd.DataFrame({"clip_id": ["a"], "f0": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(FeatureError, match="non-numeric.*f0"):
+        method_cmd.load_feature_file(tmp_path / "bad.csv")
