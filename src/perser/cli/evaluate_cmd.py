@@ -38,12 +38,12 @@ def register(app: typer.Typer) -> None:
         show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
     ) -> None:
         import yaml
-        from rich.console import Console
 
         from perser.config import load_config, parse_overrides, recipe_path
         from perser.errors import ConfigError
+        from perser.evaluate.report import wide_console
 
-        console = Console()
+        console = wide_console()
         if list_recipes:
             from importlib import resources
 
@@ -76,11 +76,10 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
         workers: int = typer.Option(1, "--workers", help="Feature extraction processes."),
     ) -> None:
-        from rich.console import Console
-
         from perser.evaluate.demo import run_demo
+        from perser.evaluate.report import wide_console
 
-        console = Console()
+        console = wide_console()
         with _warnings(console):
             run, seconds = run_demo(out, quick=quick, space=space, overwrite=overwrite, workers=workers,
                                     seeds=None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()],

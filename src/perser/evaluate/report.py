@@ -233,15 +233,21 @@ def wide_summary(summary: pd.DataFrame, metrics: list[str], scenario: str) -> pd
     return out
 
 
+def wide_console():
+    """A rich console; when writing to a file or pipe, wide enough for the summary tables."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 230))
+
+
 def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "") -> None:
     """The rich terminal table: per scenario, method × K with CIs and p-values."""
     from rich.console import Console
     from rich.table import Table
 
     if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 160))
+        console = wide_console()
     metrics = [m for m in headline_metrics(kind, summary) if m not in TERMINAL_SKIP]
     for scen in [s for s in ("unseen", "seen") if s in set(summary["scenario"])]:
         w = wide_summary(summary, metrics, scen)
@@ -250,7 +256,8 @@ def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "
         t = Table(title=f"{title}{scen} listeners — mean [95% CI over listeners], p: Wilcoxon vs baseline",
                   title_justify="left")
         for c in w.columns:
-            t.add_column(str(c), justify="left" if c == "method" else "right", no_wrap=True)
+            t.add_column(str(c), justify="left" if c == "method" else "right", no_wrap=True,
+                         min_width=len(str(c)) if c in ("method", "K") else None)
         for _, r in w.iterrows():
             t.add_row(*[str(r[c]) if pd.notna(r[c]) else "" for c in w.columns])
         console.print(t)
