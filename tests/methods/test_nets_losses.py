@@ -129,3 +129,17 @@ def test_loss_for_and_targets():
     u = training_targets(dim, np.array([[1.0], [3.0], [5.0]]))
     assert np.allclose(u[:, 0], [-1, 0, 1])
     assert np.allclose(from_unit(to_unit(np.array([1.5, 4.2]), (1, 5)), (1, 5)), [1.5, 4.2])
+
+
+def test_standardizer_clips_outliers_but_keeps_ordinary_values():
+    import numpy as np
+
+    from perser.methods.nets import Standardizer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    s = Standardizer().fit(X)
+    Z = s.transform(np.array([[0.5, 1e4, -1e4]], dtype=np.float32))
+    assert Z[0, 1] == s.clip and Z[0, 2] == -s.clip
+    assert abs(Z[0, 0] - (0.5 - s.mean[0]) / s.std[0]) < 1e-6
+    assert np.abs(Standardizer(clip=None).fit(X).transform(np.array([[0, 1e4, 0]], dtype=np.float32))).max() > 100

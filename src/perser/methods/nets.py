@@ -36,11 +36,16 @@ class Standardizer:
     For ``[n, d]`` features ``mean``/``std`` have shape ``[d]``; for ``[n, L, D]`` SSL
     arrays they have shape ``[L, D]`` (each layer standardised on its own). Constant
     features get ``std = 1`` so they map to 0 rather than to NaN.
+
+    Standardised values are clipped to ``[-clip, clip]``: ratio features such as
+    eGeMAPS's ``*_stddevNorm`` (a deviation divided by a mean near 0) reach tens of
+    standard deviations on a few clips, which would otherwise dominate a dense layer.
     """
 
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     eps: float = 1e-6
+    clip: float | None = 5.0
 
     def fit(self, X: np.ndarray) -> "Standardizer":
         X = np.asarray(X, dtype=np.float64)
@@ -68,7 +73,8 @@ class Standardizer:
             raise FeatureError(
                 f"features have shape {tuple(X.shape[1:])} per clip but the model was trained on {self.shape}"
             )
-        return (X - self.mean) / self.std
+        Z = (X - self.mean) / self.std
+        return np.clip(Z, -self.clip, self.clip) if self.clip is not None else Z
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Arrays ``{"mean", "std"}`` (for safetensors)."""
