@@ -176,8 +176,10 @@ def parse_value(text: str) -> Any:
 
 
 def set_path(doc: dict, dotted: str, value: Any) -> None:
-    """Set ``doc[a][b][c] = value`` for ``dotted = "a.b.c"`` (dashes read as underscores in the
-    config's own keys, never in method or class names below them)."""
+    """Set ``doc[a][b][c] = value`` for ``dotted = "a.b.c"``.
+
+    Dashes read as underscores in the config's own keys and in hyper-parameter names
+    (``method_params.<method>.<param>``), never in method or class names."""
     parts = dotted.split(".")
     head = parts[0].replace("-", "_")
     if head not in ExperimentConfig.model_fields:
@@ -185,6 +187,8 @@ def set_path(doc: dict, dotted: str, value: Any) -> None:
                           f"{', '.join(ExperimentConfig.model_fields)}")
     cur = doc
     keys = [head, *parts[1:]]
+    if head == "method_params" and len(keys) == 3:  # --method-params.random-annotator.min-ratings
+        keys[2] = keys[2].replace("-", "_")
     for key in keys[:-1]:
         if not isinstance(cur.get(key), dict):
             cur[key] = {}
