@@ -85,7 +85,8 @@ class ExperimentConfig(BaseModel):
     fold_by: Literal["auto", "speaker", "session", "fold", "split"] = "auto"
     folds: list[str | int] | None = Field(None, description="run only these folds (names)")
     unseen_column: str | None = Field(None, description="boolean annotators.csv column marking new listeners")
-    unseen_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of listeners held out as unseen")
+    unseen_fraction: float = Field(0.25, ge=0, lt=1, description="fraction of listeners held out as unseen "
+                                   "(0: none, only the seen-listener scenario)")
     max_listeners: int | None = Field(None, ge=1, description="cap on unseen listeners per seed (random)")
     enroll_from: Literal["train", "test"] = "train"
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")

@@ -118,10 +118,10 @@ def split_annotators(
         new = set(meta.index[flag.to_numpy()].astype(str))
         unseen = [a for a in annotators if a in new]
     else:
-        if not 0 < unseen_fraction < 1:
-            raise ConfigError(f"unseen_fraction must be in (0, 1), got {unseen_fraction}")
+        if not 0 <= unseen_fraction < 1:
+            raise ConfigError(f"unseen_fraction must be in [0, 1), got {unseen_fraction}")
         rng = np.random.default_rng([seed, 7])
-        n = max(1, int(round(unseen_fraction * len(annotators))))
+        n = 0 if unseen_fraction == 0 else max(1, int(round(unseen_fraction * len(annotators))))
         unseen = sorted(np.asarray(annotators, dtype=object)[rng.permutation(len(annotators))[:n]].tolist())
     u = set(unseen)
     return [a for a in annotators if a not in u], unseen
