@@ -93,7 +93,7 @@ def build_corpus(out: Path, quick: bool = False, console=None) -> Path:
         gen = meta.get("generator", meta)
         if (gen.get("n_clips"), gen.get("n_annotators"), gen.get("n_new")) == (n_clips, n_ann, n_new):
             return folder
-    if console is not None:
+    if console:
         console.print(f"synthesising the demo corpus ({n_clips} clips, {n_ann}+{n_new} listeners) ...", highlight=False)
     return make_demo(folder, n_clips=n_clips, n_annotators=n_ann, n_new=n_new, seed=0, overwrite=True)
 
