@@ -94,7 +94,8 @@ class ExperimentConfig(BaseModel):
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
     # ---- scoring and output
     pool_folds: bool = True
-    threshold: float = Field(0.5, gt=0, lt=1, description="multilabel decision threshold")
+    threshold: float | None = Field(None, gt=0, lt=1, description="multilabel decision threshold (default: each "
+                                    "method's own, 0.5 unless it says otherwise)")
     style_column: str | None = Field("style", description="annotators.csv column with perception styles")
     n_bootstrap: int = Field(2000, ge=100)
     ci_level: float = Field(0.95, gt=0, lt=1)

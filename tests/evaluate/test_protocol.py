@@ -201,3 +201,14 @@ def test_errors_name_the_problem(tmp_path, toy, toy_methods):
     with pytest.raises(ConfigError, match="unseen_column"):
         cfg = _cfg(tmp_path, unseen_column="missing")
         make_plan(_data(cfg, toy), plan_settings(cfg))
+
+
+def test_terminal_reports_exclusions(tmp_path, toy, toy_methods):
+    from rich.console import Console
+
+    cfg = _cfg(tmp_path, k=[5, 60])
+    console = Console(record=True, width=250)
+    run = evaluate_data(cfg, _data(cfg, toy), write=False, console=console)
+    text = console.export_text()
+    n_excl = sum(sum(s.excluded["unseen"].values()) for s in run.plan)
+    assert f"{n_excl} excluded" in text and "fewer than 60 enrollment ratings" in text

@@ -87,6 +87,8 @@ def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
     assert set(r["scenario"]) == {"unseen", "seen"}
     assert run.data.space.kind == "multilabel"
     assert {"macro_f1", "micro_f1"} <= set(r["metric"])
+    assert set(r.loc[r["metric"] == "threshold", "value"]) == {0.5}   # every F1 states its threshold
+    assert "threshold" not in set(run.summary["metric"])
     s = run.summary
     assert not s[(s["method"] == "meta") & (s["metric"] == "macro_f1")].empty
 

@@ -98,7 +98,7 @@ def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> 
 
 
 def run_plan(
-    data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float = 0.5,
+    data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float | None = None,
     explicit_methods: bool = True, progress: bool = True,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
@@ -112,6 +112,8 @@ def run_plan(
     methods:
         Registry name -> hyper-parameters. A ``seed``/``random_state`` parameter the
         method accepts is set to the protocol seed unless given.
+    threshold:
+        Multilabel decision threshold for every method; ``None`` keeps each method's own.
     explicit_methods:
         True when the user listed the methods: one that cannot handle the label
         space is then an error; otherwise it is skipped and noted.
@@ -198,7 +200,7 @@ def run_plan(
                                 name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
                                 None if proba is None else np.asarray(proba, dtype=np.float64),
                                 None if values is None else np.asarray(values, dtype=np.float64),
-                                float(thr if data.space.kind == "multilabel" and thr is not None else threshold),
+                                float(threshold if threshold is not None else (thr if thr is not None else 0.5)),
                                 dict(prof.data) if prof is not None else {},
                             ))
                             if bar is not None:

@@ -91,6 +91,8 @@ def score_blocks(
         values = None if bs[0].values is None else np.concatenate([b.values for b in bs])
         for metric, value in _metrics(space, y, proba, values, bs[0].threshold).items():
             rows.append((*key, metric, value))
+        if space.kind == "multilabel":  # the decision threshold behind the F1 values of this row group
+            rows.append((*key, "threshold", float(bs[0].threshold)))
         rows.append((*key, "n_test", float(len(y))))
     # retrieval: did the method's profile name a seen listener of the listener's own style?
     styles = None
@@ -157,7 +159,7 @@ def summarize(
     ``p_vs_baseline`` is the two-sided Wilcoxon signed-rank p-value on the paired units
     (empty for the baseline itself and where no pairs exist).
     """
-    res = results[results["metric"] != "n_test"]
+    res = results[~results["metric"].isin(["n_test", "threshold"])]
     out = []
     for (scen, k, metric), g in res.groupby(["scenario", "k", "metric"], sort=True):
         corpus_level = (g["annotator"] == "").all()
