@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option("emotion", "--space", help="emotion (categorical) or avd (dimensional)."),
         seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the demo's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-        workers: int = typer.Option(1, "--workers", help="Feature extraction processes."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Feature extraction processes (default: CPUs, "
+                                                                        "at most 2)."),
     ) -> None:
         from perser.evaluate.demo import run_demo
         from perser.evaluate.report import wide_console

@@ -99,8 +99,15 @@ def build_corpus(out: Path, quick: bool = False, console=None) -> Path:
 
 
 def run_demo(out: str | Path = "perser-demo", quick: bool = False, space: str = "emotion",
-             seeds: list[int] | None = None, overwrite: bool = False, workers: int = 1, console=None):
-    """Build the corpus, extract features, evaluate every method; returns ``(run, seconds)``."""
+             seeds: list[int] | None = None, overwrite: bool = False, workers: int | None = None, console=None):
+    """Build the corpus, extract features, evaluate every method; returns ``(run, seconds)``.
+
+    ``workers`` (feature extraction processes) defaults to the number of CPUs, at most 2.
+    """
+    import os
+
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1))
     from perser.evaluate import evaluate
 
     t0 = time.perf_counter()
