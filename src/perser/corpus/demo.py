@@ -34,9 +34,7 @@ With the defaults the agreement is close to the voice-only ratings of CREMA-D
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perser._io import atomic_dir
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.errors import ConfigError, CorpusError
 
@@ -506,9 +505,7 @@ def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_n
     z = lat[list(DIMENSIONS)].to_numpy()
     cls, dims = _rate(r_rate, z, lis, clp, par)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         audio = tmp / "audio"
         audio.mkdir()
         by_length = np.argsort(pros["n_samples"].to_numpy(), kind="stable")  # little padding per batch
@@ -572,10 +569,7 @@ def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_n
              **{d: lat[d].round(4) for d in DIMENSIONS}}
         )
         latent.to_csv(tmp / "latent.csv", index=False)
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the corpus is an ordinary folder
     return out
 
 
@@ -625,15 +619,3 @@ def _write_tables(corpus: Corpus, folder: Path) -> None:
         f.rename(folder / f.name)
     staged.rmdir()
 
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
-    os.chmod(out, 0o755)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from perser._io import atomic_dir
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.corpus.validate import validate_corpus
 from perser.errors import CorpusError
@@ -244,9 +243,7 @@ def write(corpus: Corpus, out: str | Path, overwrite: bool = False, relative_pat
     if out.exists():
         if not overwrite:
             raise CorpusError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         spec = {
             "name": corpus.name,
             "label_spaces": [s.to_dict() for s in corpus.label_spaces.values()],
@@ -266,16 +263,4 @@ def write(corpus: Corpus, out: str | Path, overwrite: bool = False, relative_pat
         corpus.ratings.to_csv(tmp / "ratings.csv", index=False)
         if corpus.annotators is not None:
             corpus.annotators.reset_index().to_csv(tmp / "annotators.csv", index=False)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

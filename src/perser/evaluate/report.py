@@ -20,14 +20,13 @@ import html
 import io
 import json
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from perser._io import atomic_dir
 from perser.evaluate.metrics import DESCRIPTIONS
 from perser.evaluate.scoring import base_metric, listener_gains, lower_is_better
 
@@ -313,9 +312,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"run folder {out} exists; pass --overwrite (overwrite: true) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         versions = package_versions()
         resolved = cfg.resolved()
         listeners = listener_table(plan)
@@ -375,15 +372,4 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                 "config_yaml": config_yaml, "versions": versions,
             })
             (tmp / "report.html").write_text(page, encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
