@@ -3,24 +3,17 @@ import sys
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from perser.cli import corpus_cmd
 from perser.corpus import table
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
+from perser.testing.cli import command_app
 
 
 @pytest.fixture()
 def app():
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    corpus_cmd.register(a)
-    return a
+    return command_app(corpus_cmd)
 
 
 def _corpus(tmp_path):

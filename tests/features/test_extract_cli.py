@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from perser.cli import extract_cmd
 from perser.features import Features
+from perser.testing.cli import command_app
 
 from .conftest import write_voices
 
 
 @pytest.fixture()
 def app():
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    extract_cmd.register(a)
-    return a
+    return command_app(extract_cmd)
 
 
 @pytest.fixture()

@@ -8,27 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import typer
 import yaml
 from typer.testing import CliRunner
 
 from perser.cli import method_cmd
 from perser.errors import ConfigError, CorpusError, FeatureError
 from perser.methods import Profile, load_model
+from perser.testing.cli import command_app
 
 CLASSES = ("ang", "hap", "neu", "sad")
 
 
 @pytest.fixture()
 def app():
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    method_cmd.register(a)
-    return a
+    return command_app(method_cmd)
 
 
 def tone(path, f0: float, seconds: float = 0.4, sr: int = 16000) -> None:
