@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import warnings
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from perser.cli._common import report_warnings
 
 corpus_app = typer.Typer(
     name="corpus",
@@ -19,23 +20,6 @@ corpus_app = typer.Typer(
 )
 
 FORMAT_HELP = "Corpus format (table, iemocap, msp-podcast, msp-improv, crema-d); detected from the layout when omitted."
-
-
-@contextlib.contextmanager
-def _report_warnings(console: Console) -> Iterator[None]:
-    """Print perser's counted warnings as yellow lines on stderr instead of Python's format."""
-    from perser.errors import PerserWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PerserWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, PerserWarning):
-                    console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _load(path: Path, fmt: Optional[str], err: Console):
@@ -139,7 +123,7 @@ def stats_cmd(
     from perser.corpus.stats import describe
 
     out, err = Console(), Console(stderr=True)
-    with _report_warnings(err):
+    with report_warnings(err):
         corpus = _load(path, format, err)
         d = describe(corpus)
     if as_json:
@@ -163,7 +147,7 @@ def convert_cmd(
     if out.exists() and not overwrite:
         raise CorpusError(f"{out} exists; pass --overwrite to replace it")
     err = Console(stderr=True)
-    with _report_warnings(err):
+    with report_warnings(err):
         corpus = _load(path, format, err)
         write(corpus, out, overwrite=overwrite)
     typer.echo(f"wrote {out} ({len(corpus.clips):,} clips, {len(corpus.ratings):,} ratings, "
@@ -183,7 +167,7 @@ def make_demo_cmd(
     from perser.corpus.demo import make_demo
 
     err = Console(stderr=True)
-    with _report_warnings(err):
+    with report_warnings(err):
         path = make_demo(out, n_clips=clips, n_annotators=annotators, n_new=new, seed=seed, overwrite=overwrite)
     typer.echo(f"wrote the demo corpus to {path}")
 
