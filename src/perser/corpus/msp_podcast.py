@@ -240,15 +240,21 @@ def load(
         return rel.finish(NAME, clips, ratings, spaces, log, path, meta, columns)
 
 
+def _read_json_by_file(f: Path) -> dict:
+    """The JSON object keyed by segment file name in ``f`` (consensus or detailed labels)."""
+    try:
+        obj = json.loads("\n".join(rel.read_lines(f)))
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"{where(f, e.lineno)}: malformed JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise CorpusError(f"{f}: expected an object keyed by file name")
+    return obj
+
+
 # ------------------------------------------------------------------ consensus
 def _read_consensus(cfile: Path, audio_dir: Path, log: SkipLog) -> pd.DataFrame:
     if cfile.suffix == ".json":
-        try:
-            obj = json.loads("\n".join(rel.read_lines(cfile)))
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"{where(cfile, e.lineno)}: malformed JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise CorpusError(f"{cfile}: expected an object keyed by file name")
+        obj = _read_json_by_file(cfile)
         df = pd.DataFrame([{"FileName": k, **(v or {})} for k, v in obj.items()])
         df = df.astype({c: str for c in ("SpkrID", "Gender", "Split_Set", "EmoClass") if c in df.columns})
     else:
@@ -457,12 +463,7 @@ def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog):
 
 def _read_json(f: Path, unknown_labels: str, log: SkipLog):
     """Ratings and ``at(i)`` naming row ``i`` (file, segment and worker)."""
-    try:
-        obj = json.loads("\n".join(rel.read_lines(f)))
-    except json.JSONDecodeError as e:
-        raise CorpusError(f"{where(f, e.lineno)}: malformed JSON ({e.msg})") from None
-    if not isinstance(obj, dict):
-        raise CorpusError(f"{f}: expected an object keyed by file name")
+    obj = _read_json_by_file(f)
     cols: dict[str, list] = {k: [] for k in ("fn", "w", "p", "s", "A", "V", "D")}
     names: list[str] = []
     for fn, workers in obj.items():
