@@ -1,6 +1,6 @@
 """Shared plumbing for the loaders of released corpora (IEMOCAP, MSP-Podcast, MSP-IMPROV, CREMA-D).
 
-Private: reading text files with clear errors, matching labels to a vocabulary,
+Private: reading text and CSV files with clear errors, matching labels to a vocabulary,
 resolving duplicate raters, checking audio files, and finishing a corpus (counted
 warnings, ``meta["skipped"]``, validation).
 """
@@ -30,6 +30,31 @@ def check_choice(name: str, value, choices: Iterable) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ConfigError(f"option {name}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def check_lfs(path: Path, advice: str = "fetch it with `git lfs pull`") -> None:
+    """Raise :class:`CorpusError` when ``path`` is a Git LFS pointer, not the file itself.
+
+    ``advice`` ends the message (how to fetch the real file).
+    """
+    with open(path, "rb") as fh:
+        if fh.read(len(LFS_MAGIC)) == LFS_MAGIC:
+            raise CorpusError(f"{path} is a Git LFS pointer, not the file itself; {advice}")
+
+
+def read_csv(path: Path, **kw) -> pd.DataFrame:
+    """``pandas.read_csv`` (``kw`` passed on) whose errors raise :class:`CorpusError` naming the file.
+
+    Undecodable text, malformed CSV and an empty file each get their own message.
+    """
+    try:
+        return pd.read_csv(path, **kw)
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except pd.errors.ParserError as e:
+        raise CorpusError(f"{path}: malformed CSV: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise CorpusError(f"{path}: the file is empty") from None
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:

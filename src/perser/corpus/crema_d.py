@@ -79,20 +79,8 @@ def _modality(m) -> str:
 def _read(f: Path, **kw) -> pd.DataFrame:
     if not f.is_file():
         raise CorpusError(f"missing file {f}")
-    with open(f, "rb") as fh:
-        if fh.read(len(rel.LFS_MAGIC)) == rel.LFS_MAGIC:
-            raise CorpusError(
-                f"{f} is a Git LFS pointer, not the file itself; the CREMA-D repository keeps its data in Git "
-                "LFS: install git-lfs and run `git lfs pull`"
-            )
-    try:
-        return pd.read_csv(f, **kw)
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except pd.errors.ParserError as e:
-        raise CorpusError(f"{f}: malformed CSV: {e}") from None
-    except pd.errors.EmptyDataError:
-        raise CorpusError(f"{f}: the file is empty") from None
+    rel.check_lfs(f, "the CREMA-D repository keeps its data in Git LFS: install git-lfs and run `git lfs pull`")
+    return rel.read_csv(f, **kw)
 
 
 def load(

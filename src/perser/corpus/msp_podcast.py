@@ -258,8 +258,8 @@ def _read_consensus(cfile: Path, audio_dir: Path, log: SkipLog) -> pd.DataFrame:
         df = pd.DataFrame([{"FileName": k, **(v or {})} for k, v in obj.items()])
         df = df.astype({c: str for c in ("SpkrID", "Gender", "Split_Set", "EmoClass") if c in df.columns})
     else:
-        _check_lfs(cfile)
-        df = _read_csv(cfile, dtype=str, keep_default_na=False)
+        rel.check_lfs(cfile)
+        df = rel.read_csv(cfile, dtype=str, keep_default_na=False)
     need = ["FileName", "SpkrID", "Split_Set"]
     missing = [c for c in need if c not in df.columns]
     if missing:
@@ -307,23 +307,6 @@ def _read_consensus(cfile: Path, audio_dir: Path, log: SkipLog) -> pd.DataFrame:
         if col in df.columns:
             out[f"release_{dim}"] = pd.to_numeric(df[col], errors="coerce").to_numpy()
     return make_clips(out)
-
-
-def _check_lfs(f: Path) -> None:
-    with open(f, "rb") as fh:
-        if fh.read(len(rel.LFS_MAGIC)) == rel.LFS_MAGIC:
-            raise CorpusError(f"{f} is a Git LFS pointer, not the file itself; fetch it with `git lfs pull`")
-
-
-def _read_csv(f: Path, **kw) -> pd.DataFrame:
-    try:
-        return pd.read_csv(f, **kw)
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except pd.errors.ParserError as e:
-        raise CorpusError(f"{f}: malformed CSV: {e}") from None
-    except pd.errors.EmptyDataError:
-        raise CorpusError(f"{f}: the file is empty") from None
 
 
 # ------------------------------------------------------------------- detailed
@@ -416,8 +399,8 @@ def _assemble(fn, worker, primary, second, values: dict, at, unknown_labels: str
 
 def _read_detailed_csv(f: Path, unknown_labels: str, log: SkipLog):
     """Ratings, the form's name and ``at(i)`` naming row ``i``'s file and line."""
-    _check_lfs(f)
-    df = _read_csv(f, dtype=str, keep_default_na=False)
+    rel.check_lfs(f)
+    df = rel.read_csv(f, dtype=str, keep_default_na=False)
     cols = set(df.columns)
 
     def at(i: int) -> str:
