@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import soundfile as sf
 from perser import load_corpus
 from perser.corpus import detect_format
 from perser.errors import ConfigError, CorpusError, PerserWarning
-from perser.testing.corpora import assert_same_ratings, write_crema_d
+from perser.testing.corpora import assert_same_ratings, load_quietly, write_crema_d
 
 HEADER = (
     '"",localid,pos,ans,ttr,queryType,numTries,clipNum,questNum,subType,clipName,sessionNums,'
@@ -34,12 +33,6 @@ def _tree(root: Path, rows=ROWS, header=HEADER, clips=CLIPS) -> Path:
     for c in clips:
         sf.write(str(root / "AudioWAV" / f"{c}.wav"), np.zeros(1600, dtype=np.float32), 16000, subtype="PCM_16")
     return root
-
-
-def _load(path, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerserWarning)
-        return load_corpus(path, **kw)
 
 
 def test_documented_rows_voice_by_default_face_on_request(tmp_path):
@@ -85,7 +78,7 @@ def test_fixture_round_trip_any_quoting(tmp_path, quoting):
 
 def test_first_click_filter_is_explicit_and_counted(tmp_path):
     fx = write_crema_d(tmp_path, slow_first_click=3, seed=2)
-    plain = _load(fx)
+    plain = load_quietly(fx)
     assert len(plain.ratings) == len(fx.ratings)
     with pytest.warns(PerserWarning, match=r"3 voice responses whose first click took over 10 s removed"):
         fast = load_corpus(fx, max_first_click_s=10)
@@ -126,7 +119,7 @@ def test_non_numeric_and_off_scale_levels_are_counted(tmp_path):
     rows = [ROWS[0], ROWS[0].replace("1301,SSI_1160007759", "1400,SSI_1160007760").replace(",A,18,D,", ",A,abc,D,"),
             ROWS[0].replace("1301,SSI_1160007759", "1500,SSI_1160007761").replace(",A,18,D,", ",H,150,D,")]
     _tree(tmp_path, rows=rows)
-    c = _load(tmp_path)
+    c = load_quietly(tmp_path)
     by = c.ratings.set_index("annotator_id")
     assert by.loc["SSI_1160007759", "intensity"] == 18.0
     assert np.isnan(by.loc["SSI_1160007760", "intensity"]) and np.isnan(by.loc["SSI_1160007761", "intensity"])

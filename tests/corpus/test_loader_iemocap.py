@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from perser import load_corpus
 from perser.corpus import detect_format
 from perser.corpus import iemocap
 from perser.errors import ConfigError, CorpusError, PerserWarning
-from perser.testing.corpora import assert_same_ratings, write_iemocap
+from perser.testing.corpora import assert_same_ratings, load_quietly, write_iemocap
 
 T = "\t"
 # two blocks of the real file (values of the documentation's examples), plus a male
@@ -69,12 +68,6 @@ def _doc_tree(tmp_path: Path, text: str = DOC, wavs=("F000", "F019", "M020")) ->
     return root
 
 
-def _load(path, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerserWarning)
-        return load_corpus(path, **kw)
-
-
 def _rating(c, clip, ann, space):
     r = c.ratings_in(space, include_self=True)
     r = r[(r["clip_id"] == f"{DIALOG}_{clip}") & (r["annotator_id"] == ann)]
@@ -108,7 +101,7 @@ def test_documented_blocks_are_parsed_by_name(tmp_path):
 
 def test_self_evaluations_kept_marked_and_left_out_by_default(tmp_path):
     _doc_tree(tmp_path)
-    c = _load(tmp_path)
+    c = load_quietly(tmp_path)
     selfs = c.ratings[c.ratings["is_self"]]
     assert set(selfs["annotator_id"]) == {"Ses01/F1", "Ses01/M1"}
     assert len(selfs) == 2 + 2 + 1  # C-F1 x2, A-F1 x2, C-M1
@@ -187,7 +180,7 @@ def test_unknown_label_errors_or_is_counted(tmp_path):
     _doc_tree(tmp_path, DOC.replace(f"C-E3:{T}Excited;", f"C-E3:{T}Bored;"))
     with pytest.raises(CorpusError, match=r"\.txt:24: categorical label 'Bored' is not one of"):
         load_corpus(tmp_path)
-    c = _load(tmp_path, unknown_labels="skip")
+    c = load_quietly(tmp_path, unknown_labels="skip")
     assert c.meta["skipped"]["ratings with an unknown categorical label skipped"] == 1
     assert len(c.ratings_in("emotion").query("clip_id == @DIALOG + '_M020'")) == 2
 
@@ -196,7 +189,7 @@ def test_blank_and_off_scale_values_skip_the_line(tmp_path):
     text = DOC.replace("A-E3:\tval 3; act 2; dom  2;", "A-E3:\tval ; act 2; dom  2;")
     text = text.replace("A-E4:\tval 2; act 3; dom  3;", "A-E4:\tval 2; act 6; dom  3;")
     _doc_tree(tmp_path, text)
-    c = _load(tmp_path)
+    c = load_quietly(tmp_path)
     assert c.ratings_in("avd").query("clip_id == @DIALOG + '_F000'").empty
     assert len(c.ratings_in("emotion").query("clip_id == @DIALOG + '_F000'")) == 3  # C lines unaffected
     assert c.meta["skipped"]["dimensional lines with a blank 'val' value skipped"] == 1
@@ -208,9 +201,9 @@ def test_blank_and_off_scale_values_skip_the_line(tmp_path):
 
 def test_annotator_scope(tmp_path):
     _doc_tree(tmp_path)
-    raw = _load(tmp_path)
-    ses = _load(tmp_path, annotator_scope="session")
-    dlg = _load(tmp_path, annotator_scope="dialog")
+    raw = load_quietly(tmp_path)
+    ses = load_quietly(tmp_path, annotator_scope="session")
+    dlg = load_quietly(tmp_path, annotator_scope="dialog")
     assert "E3" in raw.annotator_ids
     assert "Ses01/E3" in ses.annotator_ids and "E3" not in ses.annotator_ids
     assert f"{DIALOG}/E3" in dlg.annotator_ids
@@ -227,7 +220,7 @@ def test_missing_audio_policies(tmp_path):
     assert not (c.ratings["clip_id"] == f"{DIALOG}_M020").any()
     with pytest.raises(CorpusError, match=r"1 clip\(s\) have no audio file, e.g. Ses01F_impro01_M020"):
         load_corpus(tmp_path, missing_audio="error")
-    kept = _load(tmp_path, missing_audio="keep")
+    kept = load_quietly(tmp_path, missing_audio="keep")
     assert f"{DIALOG}_M020" in kept.clips.index
 
 
@@ -257,7 +250,7 @@ def test_detect_format_and_same_seed_same_bytes(tmp_path):
 
 def test_fixture_scales_for_a_small_experiment(tmp_path):
     fx = write_iemocap(tmp_path, n_sessions=3, n_dialogs=2, n_clips_per_dialog=6, n_annotators=8, seed=1)
-    c = _load(fx)
+    c = load_quietly(fx)
     assert len(c.clips) == 36
     assert c.clips["speaker"].nunique() == 6
     assert c.ratings_in("emotions")["annotator_id"].nunique() == 8

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import soundfile as sf
 from perser import load_corpus
 from perser.corpus import detect_format, msp_improv
 from perser.errors import CorpusError, PerserWarning
-from perser.testing.corpora import assert_same_ratings, write_msp_improv
+from perser.testing.corpora import assert_same_ratings, load_quietly, one_rating, write_msp_improv
 
 # the documentation's illustrative block (space before the ";" after D; NaN D/N)
 EVAL = (
@@ -44,18 +43,6 @@ def _tree(root: Path, text: str = EVAL, audio_root: str = "") -> Path:
     return root
 
 
-def _load(path, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerserWarning)
-        return load_corpus(path, **kw)
-
-
-def _row(c, clip, rater):
-    r = c.ratings[(c.ratings["clip_id"] == clip) & (c.ratings["annotator_id"] == rater)]
-    assert len(r) == 1
-    return r.iloc[0]
-
-
 def test_documented_block_video_name_mapped_and_arousal_flipped(tmp_path):
     _tree(tmp_path)
     with pytest.warns(PerserWarning) as rec:
@@ -68,11 +55,11 @@ def test_documented_block_video_name_mapped_and_arousal_flipped(tmp_path):
     assert (k["speaker"], k["gender"], k["session"], k["fold"], k["scenario"]) == ("F01", "female", "session1", 1, "P")
     assert k["release_arousal"] == pytest.approx(6 - 2.6) and k["release_dominance"] == 3.2
     assert c.clips.loc[CLIP2, "speaker"] == "M03" and pd.isna(c.clips.loc[CLIP2, "release_emotion"])
-    a = _row(c, CLIP1, "r01a")
+    a = one_rating(c, CLIP1, "r01a")
     assert (a["emotion"], a["secondary"], a["arousal"], a["valence"], a["dominance"]) == (
         "angry", "frustrated;angry", 4.0, 2.0, 3.0)  # arousal 2 on disk (1 = high) is 4
-    assert _row(c, CLIP1, "r03c")["arousal"] == 5.0
-    o = _row(c, CLIP1, "r02b")
+    assert one_rating(c, CLIP1, "r03c")["arousal"] == 5.0
+    o = one_rating(c, CLIP1, "r02b")
     assert (o["emotion"], o["other_text"]) == ("other", "Annoyed") and pd.isna(o["secondary"])
     # D:NaN: the line's A/V/D are dropped (all or none), its emotion kept; both counted
     assert o[["arousal", "valence", "dominance"]].isna().all()
@@ -87,13 +74,13 @@ def test_documented_block_video_name_mapped_and_arousal_flipped(tmp_path):
 
 def test_flip_off_dominance_off_and_naturalness(tmp_path):
     _tree(tmp_path)
-    raw = _load(tmp_path, flip_arousal=False)
+    raw = load_quietly(tmp_path, flip_arousal=False)
     assert raw.meta["arousal_flipped"] is False
-    assert _row(raw, CLIP1, "r01a")["arousal"] == 2.0
+    assert one_rating(raw, CLIP1, "r01a")["arousal"] == 2.0
     assert raw.clips.loc[CLIP1, "release_arousal"] == 2.6
-    av = _load(tmp_path, dominance=False, naturalness=True)
+    av = load_quietly(tmp_path, dominance=False, naturalness=True)
     assert av.space("avd").dimensions == ("arousal", "valence")
-    o = _row(av, CLIP1, "r02b")
+    o = one_rating(av, CLIP1, "r02b")
     assert (o["arousal"], o["valence"]) == (3.0, 2.0) and np.isnan(o["naturalness"])
     assert av.space("naturalness").scale == (1.0, 5.0)
     assert len(av.ratings_in("naturalness")) == 3
@@ -120,8 +107,8 @@ def test_conflicting_repeats_follow_the_policy(tmp_path):
         "r01a; Neutral; ; A:3.000000; V:3.000000; D:3.000000; N:3.000000;\n\n",
     )
     _tree(tmp_path, text)
-    first, last, mean = (_load(tmp_path, duplicates=d) for d in ("first", "last", "mean"))
-    assert [_row(x, CLIP2, "r01a")["arousal"] for x in (first, last, mean)] == [1.0, 3.0, 2.0]
+    first, last, mean = (load_quietly(tmp_path, duplicates=d) for d in ("first", "last", "mean"))
+    assert [one_rating(x, CLIP2, "r01a")["arousal"] for x in (first, last, mean)] == [1.0, 3.0, 2.0]
     key = "conflicting duplicate rater rows for one (clip, annotator) resolved by duplicates='first'"
     assert first.meta["skipped"][key] == 1
 
@@ -159,7 +146,7 @@ def test_secondary_multilabel_and_seed(tmp_path):
     other = write_msp_improv(tmp_path / "c", seed=4, n_sessions=3, n_annotators=12)
     text = (fx.root / "Evaluation.txt").read_bytes()
     assert text == (again.root / "Evaluation.txt").read_bytes() != (other.root / "Evaluation.txt").read_bytes()
-    c = _load(fx, secondary=True)
+    c = load_quietly(fx, secondary=True)
     assert c.space("emotions").kind == "multilabel"
     em = c.ratings_in("emotions")
     assert (em["emotions"].str.split(";").str[0] == c.ratings.loc[em.index, "emotion"]).all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import soundfile as sf
 from perser import load_corpus
 from perser.corpus import detect_format
 from perser.errors import ConfigError, CorpusError, PerserWarning
-from perser.testing.corpora import assert_same_ratings, write_msp_podcast
+from perser.testing.corpora import assert_same_ratings, load_quietly, one_rating, write_msp_podcast
 
 CONSENSUS = (
     "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n"
@@ -47,36 +46,24 @@ def _tree(tmp_path: Path, detailed: str = EMODETAIL, consensus: str = CONSENSUS,
     return tmp_path
 
 
-def _load(path, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerserWarning)
-        return load_corpus(path, **kw)
-
-
-def _row(c, clip, worker):
-    r = c.ratings[(c.ratings["clip_id"] == clip) & (c.ratings["annotator_id"] == worker)]
-    assert len(r) == 1
-    return r.iloc[0]
-
-
 def test_documented_emodetail_rows(tmp_path):
     _tree(tmp_path)
     with pytest.warns(PerserWarning) as rec:
         c = load_corpus(tmp_path)
     assert c.meta["format"] == "msp-podcast" and c.meta["detailed_form"] == "emodetail"
     assert c.space("avd").scale == (1.0, 7.0)
-    a = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
+    a = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
     assert (a["emotion"], a["secondary"], a["arousal"], a["valence"], a["dominance"]) == (
         "neutral", "neutral;concerned", 4.0, 4.0, 4.0)
-    b = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
+    b = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
     assert b["emotion"] == "happy" and pd.isna(b["secondary"]) and (b["arousal"], b["valence"]) == (5.0, 6.0)
-    o = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
+    o = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
     # "Other-tired" among the secondary answers is the secondary class other, its text kept
     assert (o["emotion"], o["secondary"], o["other_text"]) == ("other", "frustrated;other", "bored; tired")
     # free "Other-" text holding "; " stays with the primary answer
-    s = _row(c, "MSP-PODCAST_0002_0033", "WORKER00000123")
+    s = one_rating(c, "MSP-PODCAST_0002_0033", "WORKER00000123")
     assert (s["emotion"], s["other_text"], s["secondary"], s["dominance"]) == ("other", "bored; a bit", "sad", 6.0)
-    n = _row(c, "MSP-PODCAST_0002_0033", "WORKER00000456")
+    n = one_rating(c, "MSP-PODCAST_0002_0033", "WORKER00000456")
     assert n["emotion"] == "sad" and np.isnan(n["arousal"])
     assert c.meta["skipped"]["ratings with NaN A/V/D values (dimensions dropped, emotion kept)"] == 1
     # consensus: split, speaker as a string, Unknown speaker and gender
@@ -114,7 +101,7 @@ def test_v2_columns_selected_by_name(tmp_path):
     df = pd.read_csv(f, dtype=str, keep_default_na=False)
     df[["EmoDom", "WorkerID", "EmoClass_Second", "FileName", "EmoVal", "EmoClass_Major", "EmoAct"]].to_csv(
         f, index=False)
-    c = _load(fx)
+    c = load_quietly(fx)
     assert_same_ratings(c.ratings, fx.ratings, RATED)
 
 
@@ -122,12 +109,12 @@ def test_release_variants_labels_concensus_validation_audio_16khz(tmp_path):
     fx = write_msp_podcast(tmp_path, label_dir="labels", consensus_name="labels_concensus.csv",
                            audio_dir="audio_16kHz", dev_name="Validation", seed=4)
     assert detect_format(fx.root) == "msp-podcast"
-    c = _load(fx)
+    c = load_quietly(fx)
     assert "dev" in set(c.clips["split"])
     assert c.clips["path"].str.contains("/audio_16kHz/").all()
     assert_same_ratings(c.ratings, fx.ratings, RATED)
     fx2 = write_msp_podcast(tmp_path / "j", consensus_name="labels_consensus.json", label_dir="label", seed=4)
-    c2 = _load(fx2)
+    c2 = load_quietly(fx2)
     pd.testing.assert_series_equal(c2.clips["split"].sort_index(), c.clips["split"].sort_index(),
                                    check_dtype=False)
 
@@ -136,13 +123,13 @@ def test_duplicate_policies(tmp_path):
     dup = EMODETAIL + "MSP-PODCAST_0001_0008.wav,WORKER00000456; Happy; ; A:7.0; V:6.0; D:5.0;\n"
     _tree(tmp_path, dup)
     key = "conflicting duplicate worker rows for one (clip, annotator) resolved by duplicates={!r}"
-    first = _load(tmp_path)
-    assert _row(first, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 5.0
+    first = load_quietly(tmp_path)
+    assert one_rating(first, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 5.0
     assert first.meta["skipped"][key.format("first")] == 1
-    last = _load(tmp_path, duplicates="last")
-    assert _row(last, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 7.0
-    mean = _load(tmp_path, duplicates="mean")
-    assert _row(mean, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 6.0
+    last = load_quietly(tmp_path, duplicates="last")
+    assert one_rating(last, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 7.0
+    mean = load_quietly(tmp_path, duplicates="mean")
+    assert one_rating(mean, "MSP-PODCAST_0001_0008", "WORKER00000456")["arousal"] == 6.0
     assert mean.meta["duplicates"] == "mean"
     with pytest.raises(ConfigError, match="duplicates"):
         load_corpus(tmp_path, duplicates="keep")
@@ -159,20 +146,20 @@ def test_unknown_primary_and_unknown_segment(tmp_path):
     _tree(tmp_path / "a", EMODETAIL.replace("WORKER00000456; Happy;", "WORKER00000456; Joyful;"))
     with pytest.raises(CorpusError, match=r"labels_detailed\.csv:3: primary emotion 'Joyful' is not one of"):
         load_corpus(tmp_path / "a")
-    c = _load(tmp_path / "a", unknown_labels="skip")
+    c = load_quietly(tmp_path / "a", unknown_labels="skip")
     assert c.meta["skipped"]["ratings with an unknown primary emotion skipped"] == 1
     extra = EMODETAIL + "MSP-PODCAST_0003_0001.wav,WORKER00000456; Sad; ; A:1.0; V:1.0; D:1.0;\n"
     _tree(tmp_path / "b", extra)
     with pytest.raises(CorpusError, match=r":7: rating of segment 'MSP-PODCAST_0003_0001', which "):
         load_corpus(tmp_path / "b")
-    c = _load(tmp_path / "b", unknown_clips="skip")
+    c = load_quietly(tmp_path / "b", unknown_clips="skip")
     assert c.meta["skipped"]["ratings of segments not in the consensus file skipped"] == 1
 
 
 def test_off_scale_values_and_bad_split(tmp_path):
     _tree(tmp_path / "a", EMODETAIL.replace("A:5.0; V:6.0", "A:9.0; V:6.0"))
-    c = _load(tmp_path / "a")
-    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
+    c = load_quietly(tmp_path / "a")
+    r = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
     assert r["emotion"] == "happy" and r[["arousal", "valence", "dominance"]].isna().all()
     assert c.meta["skipped"]["A values off the 1-7 scale (treated as NaN)"] == 1
     _tree(tmp_path / "b", consensus=CONSENSUS.replace(",Train", ",Training"))
@@ -182,12 +169,12 @@ def test_off_scale_values_and_bad_split(tmp_path):
 
 def test_secondary_multilabel_space(tmp_path):
     _tree(tmp_path)
-    c = _load(tmp_path, secondary=True)
+    c = load_quietly(tmp_path, secondary=True)
     assert c.space("emotions").kind == "multilabel" and "concerned" in c.space("emotions").classes
-    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
+    r = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000789")
     assert r["emotions"] == "other;frustrated"
     assert c.space("emotions").encode(c.ratings_in("emotions")).sum() >= 5
-    assert "emotions" not in _load(tmp_path).label_spaces
+    assert "emotions" not in load_quietly(tmp_path).label_spaces
 
 
 def test_json_detailed_and_missing_audio(tmp_path):
@@ -206,7 +193,7 @@ def test_json_detailed_and_missing_audio(tmp_path):
     with pytest.warns(PerserWarning, match="1 clips without an audio file dropped with their 1 rating"):
         c = load_corpus(tmp_path)
     assert c.meta["detailed_form"] == "json"
-    r = _row(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
+    r = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000123")
     assert (r["emotion"], r["secondary"], r["arousal"], r["valence"]) == ("angry", "annoyed;frustrated", 6.0, 2.0)
     assert list(c.clips.index) == ["MSP-PODCAST_0001_0008"]
     with pytest.raises(CorpusError, match="no audio file"):
@@ -225,6 +212,6 @@ def test_sizes_and_seed(tmp_path):
     c = write_msp_podcast(tmp_path / "c", n_clips=60, n_annotators=20, ratings_per_clip=6, seed=2)
     f = "Labels/labels_detailed.csv"
     assert (a.root / f).read_bytes() == (b.root / f).read_bytes() != (c.root / f).read_bytes()
-    k = _load(a)
+    k = load_quietly(a)
     counts = k.ratings["annotator_id"].value_counts()
     assert counts.index.nunique() == 20 and counts.max() > 2 * counts.min()  # long-tailed

@@ -28,7 +28,7 @@ import pandas as pd
 
 SR = 16000
 
-__all__ = ["Fixture", "assert_same_ratings", "write_iemocap", "write_msp_podcast", "write_msp_improv", "write_crema_d"]
+__all__ = ["Fixture", "assert_same_ratings", "load_quietly", "one_rating", "write_iemocap", "write_msp_podcast", "write_msp_improv", "write_crema_d"]
 
 
 @dataclass
@@ -870,6 +870,25 @@ def _canon(v):
     if v is pd.NA or v is pd.NaT:
         return None
     return str(v)
+
+
+def load_quietly(path, **options):
+    """:func:`perser.load_corpus` with its counted warnings (:class:`PerserWarning`) silenced."""
+    import warnings
+
+    from perser.corpus import load_corpus
+    from perser.errors import PerserWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerserWarning)
+        return load_corpus(path, **options)
+
+
+def one_rating(corpus, clip: str, annotator: str) -> pd.Series:
+    """The single rating of ``clip`` by ``annotator``; ``AssertionError`` unless there is exactly one."""
+    r = corpus.ratings[(corpus.ratings["clip_id"] == clip) & (corpus.ratings["annotator_id"] == annotator)]
+    assert len(r) == 1
+    return r.iloc[0]
 
 
 def assert_same_ratings(actual: pd.DataFrame, expected: pd.DataFrame, columns: Sequence[str]) -> None:
