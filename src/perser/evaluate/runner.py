@@ -99,13 +99,18 @@ def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> 
 
 def run_plan(
     data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float | None = None,
-    explicit_methods: bool = True, progress: bool = True,
+    explicit_methods: bool = True, progress: bool = True, share_fits: bool = True,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
 
     Seen listeners are predicted through the method's ``seen_profile(annotator)`` where
     it has one (their own output head, whatever K), and otherwise enrolled like new
     listeners with K of their training-clip ratings.
+
+    Methods whose fitted network is the same (equal ``fit_signature()``, e.g.
+    ``random-annotator``, ``mean-annotator``, ``similar`` and ``finetune`` with the same
+    network and training settings) are fitted once per split: the first fits, the
+    others ``adopt_fit`` a copy, which gives the numbers separate fits would give.
 
     Parameters
     ----------
@@ -117,6 +122,8 @@ def run_plan(
     explicit_methods:
         True when the user listed the methods: one that cannot handle the label
         space is then an error; otherwise it is skipped and noted.
+    share_fits:
+        Fit methods with equal fit signatures once per split (``False``: fit each).
     """
     skipped = check_methods(methods, data.space.kind, explicit_methods)
     names = [m for m in methods if m not in skipped]
@@ -125,7 +132,8 @@ def run_plan(
     ann_rows: dict[str, dict[str, int]] = {}
     for i, (c, a) in enumerate(zip(data.ratings["clip_id"].to_numpy(), data.ratings["annotator_id"].to_numpy())):
         ann_rows.setdefault(a, {})[c] = i
-    timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_enroll": 0} for m in names}
+    timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0, "n_enroll": 0}
+               for m in names}
     total = 0
     fit_keys = set()
     for s in plan:
@@ -139,6 +147,7 @@ def run_plan(
     fitted: dict[tuple, Personalizer] = {}
     with bar if bar is not None else nullcontext():
         task = bar.add_task("evaluating", total=total) if bar is not None else None
+        shared: dict[tuple, Personalizer] = {}
         for s in plan:
             train = None
             for name in names:
@@ -150,10 +159,18 @@ def run_plan(
                         train = _train_set(data, s)
                     _seed_everything(s.seed)
                     m = _instantiate(name, methods[name], s.seed)
+                    sig = _fit_signature(m) if share_fits else None
+                    shared = {k: v for k, v in shared.items() if k[0] == s.fit_key}
                     t0 = time.perf_counter()
-                    m.fit(train, None)
+                    if sig is not None and (s.fit_key, sig) in shared:
+                        m.adopt_fit(shared[(s.fit_key, sig)], train)
+                        timings[name]["n_shared_fit"] += 1
+                    else:
+                        m.fit(train, None)
+                        timings[name]["n_fit"] += 1
+                        if sig is not None:
+                            shared[(s.fit_key, sig)] = m
                     timings[name]["fit_s"] += time.perf_counter() - t0
-                    timings[name]["n_fit"] += 1
                     fitted = {k: v for k, v in fitted.items() if k[1] == s.fit_key}
                     fitted[key] = m
                     if bar is not None:
@@ -206,6 +223,21 @@ def run_plan(
                             if bar is not None:
                                 bar.advance(task)
     return RunOutput(blocks, timings, skipped)
+
+
+def _fit_signature(m: Personalizer) -> tuple | None:
+    """The method's fit signature (``None``: its fit is its own)."""
+    fn = getattr(m, "fit_signature", None)
+    if fn is None or not callable(getattr(m, "adopt_fit", None)):
+        return None
+    sig = fn()
+    if sig is None:
+        return None
+    try:
+        hash(sig)
+    except TypeError:
+        return None
+    return sig
 
 
 def _seen_profile(m: Personalizer, annotator: str):

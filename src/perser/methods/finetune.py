@@ -72,10 +72,9 @@ class FineTune(MultiAnnotatorModel):
         if not float(self.finetune_lr) > 0:
             raise ConfigError(f"method {self.name!r}: finetune_lr must be positive, got {self.finetune_lr}")
 
-    def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "FineTune":
-        self.check_space(train.space)
+    def _check_fit_options(self, train: RatingSet) -> None:
+        super()._check_fit_options(train)
         self._check_options()
-        return super().fit(train, valid)
 
     def _start_head(self, X: np.ndarray, y: np.ndarray) -> tuple[str, int]:
         if self.init == "consensus":

@@ -6,7 +6,16 @@ evaluated in one batched product (:class:`~perser.methods.nets.MultiHead`). Each
 rating trains its annotator's head. With ``consensus_weight > 0`` an extra *consensus
 head* is trained jointly on per-clip consensus targets built from **all** ratings, so
 annotators with fewer ratings still count there; it serves predictions without a
-profile and is the starting point of ``finetune``.
+profile and is the starting point of ``finetune``. With ``head_shrinkage > 0`` each
+annotator's head is pulled toward the consensus head (hierarchical shrinkage: a
+Gaussian prior centred on the consensus head, which weighs most on the heads of
+annotators with few ratings).
+
+The fitted network depends only on the hyper-parameters listed in :data:`FIT_PARAMS`
+and the training data, not on the baseline built on it, so an evaluation fits it once
+per split and shares it between ``random-annotator``, ``mean-annotator``, ``similar``
+and ``finetune`` (:meth:`MultiAnnotatorModel.fit_signature`,
+:meth:`MultiAnnotatorModel.adopt_fit`).
 
 * ``random-annotator`` (:class:`RandomAnnotator`): a new listener gets a seen
   annotator's head drawn at random (seeded by ``seed`` and the listener's name);
@@ -16,6 +25,7 @@ profile and is the starting point of ``finetune``.
 
 from __future__ import annotations
 
+import copy
 import zlib
 
 import numpy as np
@@ -23,12 +33,20 @@ import torch
 
 from perser.errors import ConfigError
 from perser.methods.base import Predictions, Profile, RatingSet
-from perser.methods.neural import NeuralPersonalizer
+from perser.methods.neural import NeuralPersonalizer, data_fingerprint
 from perser.methods.nets import activate, to_unit
 from perser.methods.training import fit_model
 
 #: profile name of the consensus head
 CONSENSUS = "<consensus>"
+
+#: hyper-parameters that determine the fitted multi-annotator network
+FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "valid_fraction",
+              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage")
+
+#: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
+_FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
+           "_index", "history_", "fit_data_")
 
 
 class MultiAnnotatorModel(NeuralPersonalizer):
@@ -41,17 +59,63 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         still enter the consensus targets).
     consensus_weight:
         Weight of the consensus head's loss (0: no consensus head).
+    head_shrinkage:
+        Strength ``lambda`` of the pull of every annotator head toward the consensus
+        head: ``lambda * sum_h ||W_h - W_c||^2 / N`` (weights and biases; ``N`` training
+        ratings; the consensus side is not moved by it) is added to the loss, i.e. a
+        Gaussian prior on each head worth about ``lambda`` ratings per unit squared
+        distance. ``0`` (default): independent heads, as in Tavernor & Mower Provost.
+        Needs a consensus head.
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`.
     """
 
-    def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, **kwargs):
+    def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, head_shrinkage: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.min_ratings = min_ratings
         self.consensus_weight = consensus_weight
+        self.head_shrinkage = head_shrinkage
+
+    # ----------------------------------------------------------- shared fits
+    def fit_signature(self) -> tuple | None:
+        """``("multi-annotator", (name, value), ...)`` over :data:`FIT_PARAMS`; ``None``
+        with checkpoints (a checkpoint folder belongs to one method's run)."""
+        if self.checkpoint_dir:
+            return None
+        return ("multi-annotator", *((p, _freeze(getattr(self, p, None))) for p in FIT_PARAMS))
+
+    def adopt_fit(self, fitted: "MultiAnnotatorModel", train: RatingSet) -> "MultiAnnotatorModel":
+        """Take over the network of ``fitted``, a model with the same :meth:`fit_signature`
+        fitted on the same ``train``: the result equals ``self.fit(train)``.
+
+        The network is copied, so later changes to one model do not reach the other.
+        """
+        self._check_fit_options(train)
+        if not isinstance(fitted, MultiAnnotatorModel) or getattr(fitted, "net_", None) is None:
+            raise ConfigError(f"method {self.name!r}: can only adopt a fitted multi-annotator model")
+        if fitted.fit_signature() != self.fit_signature() or self.fit_signature() is None:
+            raise ConfigError(f"method {self.name!r}: cannot adopt the fit of {fitted.name!r}: their "
+                              f"hyper-parameters differ ({', '.join(_differences(self, fitted))})")
+        if fitted.fit_data_ != data_fingerprint(train):
+            raise ConfigError(f"method {self.name!r}: cannot adopt the fit of {fitted.name!r}: it was fitted "
+                              "on other training data")
+        for a in _FITTED:
+            setattr(self, a, copy.copy(getattr(fitted, a)))
+        self.net_ = copy.deepcopy(fitted.net_)
+        self.feature_spec = self.feature_spec or fitted.feature_spec
+        return self
+
+    def _check_fit_options(self, train: RatingSet) -> None:
+        """Checks of a subclass's own options before fitting (or adopting a fit)."""
+        self.check_space(train.space)
+        if float(self.head_shrinkage) < 0:
+            raise ConfigError(f"method {self.name!r}: head_shrinkage must be >= 0, got {self.head_shrinkage}")
+        if float(self.head_shrinkage) > 0 and not float(self.consensus_weight) > 0:
+            raise ConfigError(f"method {self.name!r}: head_shrinkage needs a consensus head (consensus_weight > 0)")
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "MultiAnnotatorModel":
+        self._check_fit_options(train)
         full_train = train
         counts = _counts(train.annotator_ids)
         heads = sorted(a for a, n in counts.items() if n >= int(self.min_ratings))
@@ -61,6 +125,7 @@ class MultiAnnotatorModel(NeuralPersonalizer):
                 f"method {self.name!r}: no annotator has min_ratings={self.min_ratings} ratings "
                 f"(most: {top!r} with {n}); lower min_ratings"
             )
+        self.fit_data_ = data_fingerprint(full_train)
         train, valid = self._begin_fit(full_train, valid)
         self.head_annotators_ = heads
         self._index = {a: i for i, a in enumerate(heads)}
@@ -95,8 +160,16 @@ class MultiAnnotatorModel(NeuralPersonalizer):
             out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]))
             return loss_fn(out[: len(c)], T[r]) + w_cons * loss_fn(out[len(c):], Cfull[uc])
 
+        shrink = float(self.head_shrinkage) / max(len(clip), 1)
+        head_mod = self.net_.head
+
         def batch_loss(module, idx):
-            return loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx).to(dev))
+            loss = loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx).to(dev))
+            if shrink > 0:
+                dw = head_mod.weight[:H] - head_mod.weight[H:].detach()
+                db = head_mod.bias[:H] - head_mod.bias[H:].detach()
+                loss = loss + shrink * (dw.pow(2).sum() + db.pow(2).sum())
+            return loss
 
         valid_loss = None
         if valid is not None and np.isin(valid.annotator_ids, heads).any():
@@ -227,6 +300,22 @@ class MeanAnnotator(MultiAnnotatorModel):
         self._check_fitted()
         self._check_profile(profile)
         return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
+
+
+def _freeze(v):
+    """A hashable, comparable form of a hyper-parameter value."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v
+
+
+def _differences(a: MultiAnnotatorModel, b: MultiAnnotatorModel) -> list[str]:
+    return [f"{p}: {getattr(a, p, None)!r} vs {getattr(b, p, None)!r}" for p in FIT_PARAMS
+            if _freeze(getattr(a, p, None)) != _freeze(getattr(b, p, None))] or ["checkpoint_dir"]
 
 
 def _counts(ids: np.ndarray) -> dict[str, int]:

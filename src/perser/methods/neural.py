@@ -156,6 +156,20 @@ class NeuralPersonalizer(Personalizer):
             raise ConfigError(f"device {self.device!r}: CUDA is not available on this machine")
         return dev
 
+    # ------------------------------------------------------------ shared fits
+    def fit_signature(self) -> tuple | None:
+        """What determines this method's fitted network, or ``None`` when it cannot be shared.
+
+        Two methods with equal signatures, fitted on the same training set, end up with
+        identical networks; an evaluation then fits one and lets the others
+        :meth:`adopt_fit` it (see :func:`perser.evaluate.runner.run_plan`).
+        """
+        return None
+
+    def adopt_fit(self, fitted: "NeuralPersonalizer", train: RatingSet) -> "NeuralPersonalizer":
+        """Take the fitted state of ``fitted`` instead of calling :meth:`fit` on ``train``."""
+        raise ConfigError(f"method {self.name!r} cannot share another method's fit")
+
     # ---------------------------------------------------------------- fitting
     def _check_fitted(self) -> None:
         if getattr(self, "net_", None) is None:
@@ -332,6 +346,21 @@ def read_config(path: str | Path) -> dict:
     if not (path / "model.safetensors").is_file():
         raise ConfigError(f"{path}: model.safetensors is missing")
     return cfg
+
+
+def data_fingerprint(rs: RatingSet) -> str:
+    """A digest of a rating set's content (features, clip index, annotators, labels, space)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in (rs.X, rs.clip_index, rs.y):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    h.update("\x1f".join(map(str, rs.clip_ids)).encode("utf-8"))
+    h.update("\x1f".join(map(str, rs.annotator_ids)).encode("utf-8"))
+    h.update(json.dumps(rs.space.to_dict(), sort_keys=True, default=str).encode("utf-8"))
+    return h.hexdigest()
 
 
 def _plain(v):

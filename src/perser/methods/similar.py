@@ -73,10 +73,9 @@ class SimilarAnnotator(MultiAnnotatorModel):
         if not float(self.temperature) > 0:
             raise ConfigError(f"method {self.name!r}: temperature must be positive, got {self.temperature}")
 
-    def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "SimilarAnnotator":
-        self.check_space(train.space)
+    def _check_fit_options(self, train: RatingSet) -> None:
+        super()._check_fit_options(train)
         self._check_options(train.space.kind)
-        return super().fit(train, valid)
 
     # -------------------------------------------------------------- scoring
     def score_heads(self, X: np.ndarray, y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
