@@ -44,3 +44,17 @@ def test_the_methods_module_re_exports_it():
     from perser.methods import persist
 
     assert persist.atomic_dir is atomic_dir
+
+
+def test_written_folder_gets_plain_mkdir_permissions(tmp_path):
+    import os
+
+    from perser._io import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

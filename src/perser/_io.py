@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_dir"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -30,13 +37,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     Yields
     ------
     Path
-        The temporary folder to write into (mode 0700, as :func:`tempfile.mkdtemp` makes it).
+        The temporary folder to write into. Before it is renamed into place it gets the
+        mode a plain ``mkdir`` would give (``0o777`` less the umask), not ``mkdtemp``'s 0700.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_umask())
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -32,24 +31,18 @@ def extract_command(
     """Extract features into the content-addressed store; print where they are and what was computed."""
     from rich.console import Console
 
-    from perser.errors import PerserWarning
-    from perser.features import extract
-
-    from perser.features import parse_shard
+    from perser.cli._common import report_warnings
+    from perser.features import extract, parse_shard
 
     out, err = Console(), Console(stderr=True)
     parse_shard(shard)  # a bad --shard fails before any corpus is read
-    source = _source(path, fmt, err)
     settings: dict = {"max_duration": max_duration}
     if features.startswith("ssl:"):
         settings.update(pooling=pooling, batch_size=batch_size, precision=precision)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PerserWarning)
+    with report_warnings(err):
+        source = _source(path, fmt, err)
         feats = extract(source, features, cache_dir=cache, workers=workers, device=device, shard=shard,
                         progress=progress and err.is_terminal, **settings)
-    for w in caught:
-        if not issubclass(w.category, PerserWarning):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     shape = "x".join(str(s) for s in feats.X.shape[1:])
     out.print(f"features: {feats.location}  ({feats.spec}, {len(feats)} clips x {shape})", highlight=False, soft_wrap=True)
     out.print(
