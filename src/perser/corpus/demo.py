@@ -569,7 +569,6 @@ def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_n
              **{d: lat[d].round(4) for d in DIMENSIONS}}
         )
         latent.to_csv(tmp / "latent.csv", index=False)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the corpus is an ordinary folder
     return out
 
 
