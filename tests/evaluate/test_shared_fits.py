@@ -78,3 +78,34 @@ def test_adopt_fit_refuses_other_settings_or_data(tmp_path, toy):
     m = make_method("finetune", progress=False, **SMALL).adopt_fit(fitted, train0)
     assert m.net_ is not fitted.net_  # a copy: adapting one model cannot change the other
     assert all(torch.equal(p, q) for p, q in zip(m.net_.parameters(), fitted.net_.parameters()))
+
+
+def test_counted_fit_warnings_are_reported_once_per_run(tmp_path, toy, monkeypatch):
+    import warnings
+
+    import perser_toy_methods as tm
+    from perser.errors import PerserWarning, SkipLog
+    from perser.methods import base as mbase
+
+    class Warns(tm.ToyConsensus):
+        def fit(self, train, valid=None):
+            log = SkipLog("toy")
+            for a in sorted(set(train.annotator_ids))[:2]:
+                log.add("annotators left out", a)
+            log.emit()
+            warnings.warn("something else", PerserWarning)
+            return super().fit(train, valid)
+
+    tm.Warns = Warns
+    monkeypatch.setattr(mbase, "_REGISTRY", {"consensus": "perser_toy_methods:Warns"})
+    cfg = _cfg(tmp_path, n_folds=3)
+    data = _data(cfg, toy)
+    plan = make_plan(data, plan_settings(cfg))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_plan(data, plan, {"consensus": {}}, progress=False)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, PerserWarning)]
+    counted = [m for m in msgs if "annotators left out" in m]
+    assert len(counted) == 1 and counted[0].startswith("toy: 6 annotators left out in 3 fits"), counted
+    other = sorted(m for m in msgs if m.startswith("something else"))
+    assert other == [f"something else (seed 0, fold {s.fold})" for s in plan]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
-from perser.errors import ConfigError, PerserError
+from perser.errors import ConfigError, PerserError, PerserWarning, SkipLog
 from perser.evaluate.protocol import EvalData, Split
 from perser.methods.base import Personalizer, RatingSet, get_method, make_method
 
@@ -100,6 +103,7 @@ def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> 
 def run_plan(
     data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float | None = None,
     explicit_methods: bool = True, progress: bool = True, share_fits: bool = True,
+    enroll_threads: int | None = 1,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
 
@@ -124,6 +128,10 @@ def run_plan(
         space is then an error; otherwise it is skipped and noted.
     share_fits:
         Fit methods with equal fit signatures once per split (``False``: fit each).
+    enroll_threads:
+        Torch threads while enrolling and predicting (K clips and one listener's test
+        clips are tiny tensors: one thread is several times faster than two on a busy
+        machine); ``None`` keeps torch's setting. Fits use torch's setting.
     """
     skipped = check_methods(methods, data.space.kind, explicit_methods)
     names = [m for m in methods if m not in skipped]
@@ -143,6 +151,7 @@ def run_plan(
             total += len(names)
             fit_keys.add(s.fit_key)
     blocks: list[Block] = []
+    fit_warnings = _FitWarnings()
     bar = _progress() if progress else None
     fitted: dict[tuple, Personalizer] = {}
     with bar if bar is not None else nullcontext():
@@ -162,14 +171,17 @@ def run_plan(
                     sig = _fit_signature(m) if share_fits else None
                     shared = {k: v for k, v in shared.items() if k[0] == s.fit_key}
                     t0 = time.perf_counter()
-                    if sig is not None and (s.fit_key, sig) in shared:
-                        m.adopt_fit(shared[(s.fit_key, sig)], train)
-                        timings[name]["n_shared_fit"] += 1
-                    else:
-                        m.fit(train, None)
-                        timings[name]["n_fit"] += 1
-                        if sig is not None:
-                            shared[(s.fit_key, sig)] = m
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", PerserWarning)
+                        if sig is not None and (s.fit_key, sig) in shared:
+                            m.adopt_fit(shared[(s.fit_key, sig)], train)
+                            timings[name]["n_shared_fit"] += 1
+                        else:
+                            m.fit(train, None)
+                            timings[name]["n_fit"] += 1
+                            if sig is not None:
+                                shared[(s.fit_key, sig)] = m
+                    fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}")
                     timings[name]["fit_s"] += time.perf_counter() - t0
                     fitted = {k: v for k, v in fitted.items() if k[1] == s.fit_key}
                     fitted[key] = m
@@ -178,51 +190,114 @@ def run_plan(
                 m = fitted[key]
                 if bar is not None:
                     bar.update(task, description=f"enroll {name} (seed {s.seed}, fold {s.fold})")
-                shared_pred = None  # a method that ignores the profile predicts the fold once
-                for scen, assigns in s.assignments.items():
-                    for a in assigns:
-                        rows = ann_rows[a.annotator]
-                        test_ids = np.asarray(a.test, dtype=object)
-                        y_test = data.y_all[[rows[c] for c in a.test]]
-                        Xt = data.X[data.rows(a.test)]
-                        own = _seen_profile(m, a.annotator) if scen == "seen" else None
-                        for k in a.ks:
-                            enr = a.enroll_order[:k]
-                            Xe = data.X[data.rows(enr)]
-                            ye = data.y_all[[rows[c] for c in enr]]
-                            t0 = time.perf_counter()
-                            prof = own if own is not None else m.enroll(Xe, ye, a.annotator)
-                            t1 = time.perf_counter()
-                            if m.personalized or shared_pred is None:
+                with _torch_threads(enroll_threads):
+                    shared_pred = None  # a method that ignores the profile predicts the fold once
+                    for scen, assigns in s.assignments.items():
+                        for a in assigns:
+                            rows = ann_rows[a.annotator]
+                            test_ids = np.asarray(a.test, dtype=object)
+                            y_test = data.y_all[[rows[c] for c in a.test]]
+                            Xt = data.X[data.rows(a.test)]
+                            own = _seen_profile(m, a.annotator) if scen == "seen" else None
+                            for k in a.ks:
+                                enr = a.enroll_order[:k]
+                                Xe = data.X[data.rows(enr)]
+                                ye = data.y_all[[rows[c] for c in enr]]
+                                t0 = time.perf_counter()
+                                prof = own if own is not None else m.enroll(Xe, ye, a.annotator)
+                                t1 = time.perf_counter()
+                                if m.personalized or shared_pred is None:
+                                    if not m.personalized:
+                                        all_ids = np.asarray(s.test_clips, dtype=object)
+                                        shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
+                                                       m.predict(prof, data.X[data.rows(all_ids)]))
+                                    else:
+                                        pred = m.predict(prof, Xt)
                                 if not m.personalized:
-                                    all_ids = np.asarray(s.test_clips, dtype=object)
-                                    shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
-                                                   m.predict(prof, data.X[data.rows(all_ids)]))
+                                    pos, full = shared_pred
+                                    idx = [pos[c] for c in a.test]
+                                    proba = None if full.proba is None else np.asarray(full.proba)[idx]
+                                    values = None if full.values is None else np.asarray(full.values)[idx]
+                                    thr = full.threshold
                                 else:
-                                    pred = m.predict(prof, Xt)
-                            if not m.personalized:
-                                pos, full = shared_pred
-                                idx = [pos[c] for c in a.test]
-                                proba = None if full.proba is None else np.asarray(full.proba)[idx]
-                                values = None if full.values is None else np.asarray(full.values)[idx]
-                                thr = full.threshold
-                            else:
-                                proba, values, thr = pred.proba, pred.values, pred.threshold
-                            t2 = time.perf_counter()
-                            timings[name]["enroll_s"] += t1 - t0
-                            timings[name]["predict_s"] += t2 - t1
-                            timings[name]["n_enroll"] += 1
-                            _check_pred(name, data, proba, values, len(a.test))
-                            blocks.append(Block(
-                                name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
-                                None if proba is None else np.asarray(proba, dtype=np.float64),
-                                None if values is None else np.asarray(values, dtype=np.float64),
-                                float(threshold if threshold is not None else (thr if thr is not None else 0.5)),
-                                dict(prof.data) if prof is not None else {},
-                            ))
-                            if bar is not None:
-                                bar.advance(task)
+                                    proba, values, thr = pred.proba, pred.values, pred.threshold
+                                t2 = time.perf_counter()
+                                timings[name]["enroll_s"] += t1 - t0
+                                timings[name]["predict_s"] += t2 - t1
+                                timings[name]["n_enroll"] += 1
+                                _check_pred(name, data, proba, values, len(a.test))
+                                blocks.append(Block(
+                                    name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
+                                    None if proba is None else np.asarray(proba, dtype=np.float64),
+                                    None if values is None else np.asarray(values, dtype=np.float64),
+                                    float(threshold if threshold is not None else (thr if thr is not None else 0.5)),
+                                    dict(prof.data) if prof is not None else {},
+                                ))
+                                if bar is not None:
+                                    bar.advance(task)
+    fit_warnings.emit()
     return RunOutput(blocks, timings, skipped)
+
+
+_COUNTED = re.compile(r"^(?P<source>[^:]+): (?P<n>\d+) (?P<reason>.+?)(?: \(e\.g\. (?P<ex>.*)\))?$", re.S)
+
+
+class _FitWarnings:
+    """Counted warnings of the methods' fits, reported once per run instead of once per split.
+
+    A :class:`~perser.errors.SkipLog` line (``source: N reason (e.g. a, b)``) repeated
+    over splits becomes one line with the counts summed over the splits; any other
+    warning is re-issued once per split, naming the split.
+    """
+
+    def __init__(self) -> None:
+        self.logs: dict[str, SkipLog] = {}
+        self.splits: dict[tuple[str, str], set[str]] = {}
+        self.other: list[tuple[str, type]] = []
+
+    def add(self, caught: list, where: str) -> None:
+        for w in caught:
+            if not issubclass(w.category, PerserWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            msg = str(w.message)
+            m = _COUNTED.match(msg)
+            if m is None:
+                self.other.append((f"{msg} ({where})", w.category))
+                continue
+            log = self.logs.setdefault(m["source"], SkipLog(m["source"]))
+            examples = [e for e in (m["ex"] or "").split(", ") if e]
+            log.add(m["reason"], examples[0] if examples else "", n=int(m["n"]))
+            for e in examples[1:]:
+                log.add(m["reason"], e, n=0)
+            self.splits.setdefault((m["source"], m["reason"]), set()).add(where)
+
+    def emit(self) -> None:
+        for source, log in self.logs.items():
+            for reason, n in log.counts().items():
+                ex = log._items.get(reason) or []
+                n_splits = len(self.splits[(source, reason)])
+                where = f" in {n_splits} fits (summed over seeds and folds)" if n_splits > 1 else ""
+                more = f" (e.g. {', '.join(dict.fromkeys(ex))})" if ex else ""
+                warnings.warn(f"{source}: {n} {reason}{where}{more}", PerserWarning, stacklevel=3)
+        for msg, cat in self.other:
+            warnings.warn(msg, cat, stacklevel=3)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads, restoring the setting afterwards."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fit_signature(m: Personalizer) -> tuple | None:

@@ -4,8 +4,12 @@ The seen-annotator model is a :class:`~perser.methods.multi.MultiAnnotatorModel`
 consensus head. Enrollment starts from the consensus head (``init="consensus"``) or
 from the head of the most similar seen annotator (``init="similar"``, chosen as in
 :mod:`perser.methods.similar`) and takes ``steps`` full-batch Adam steps (learning rate
-``finetune_lr``) on the K enrollment clips with the training loss. Only the head is
-adapted unless ``train_trunk=True``. Dropout is off during adaptation, so the same
+``finetune_lr``) on the K enrollment clips with the training loss plus the L2-SP
+penalty ``l2sp / 2 * ||theta - theta_0||^2`` (Li et al. 2018, "Explicit inductive bias
+for transfer learning"), which keeps the adapted weights near the starting ones; a few
+clips then move the head only as far as they can support. Only the head is adapted
+unless ``train_trunk=True``. Seen annotators are enrolled like new ones (the model
+keeps no adapted head per seen annotator). Dropout is off during adaptation, so the same
 enrollment set always gives the same profile. The profile holds the adapted tensors
 (``head.weight [in, n_out]``, ``head.bias [n_out]``, and ``trunk.*`` when the trunk is
 adapted).
@@ -35,6 +39,9 @@ class FineTune(MultiAnnotatorModel):
         annotator's head).
     steps, finetune_lr:
         Number of Adam steps on the enrollment set and their learning rate.
+    l2sp:
+        Strength of the L2-SP penalty pulling the adapted weights toward the starting
+        weights (0: plain fine-tuning).
     train_trunk:
         Adapt the trunk too (the profile then carries the trunk's weights).
     similar_score:
@@ -51,6 +58,7 @@ class FineTune(MultiAnnotatorModel):
         init: str = "consensus",
         steps: int = 30,
         finetune_lr: float = 1e-2,
+        l2sp: float = 0.0,
         train_trunk: bool = False,
         similar_score: str = "auto",
         **kwargs,
@@ -59,6 +67,7 @@ class FineTune(MultiAnnotatorModel):
         self.init = init
         self.steps = steps
         self.finetune_lr = finetune_lr
+        self.l2sp = l2sp
         self.train_trunk = train_trunk
         self.similar_score = similar_score
 
@@ -71,6 +80,12 @@ class FineTune(MultiAnnotatorModel):
             raise ConfigError(f"method {self.name!r}: steps must be >= 0, got {self.steps}")
         if not float(self.finetune_lr) > 0:
             raise ConfigError(f"method {self.name!r}: finetune_lr must be positive, got {self.finetune_lr}")
+        if float(self.l2sp) < 0:
+            raise ConfigError(f"method {self.name!r}: l2sp must be >= 0, got {self.l2sp}")
+
+    def seen_profile(self, annotator: str) -> Profile:
+        """Seen annotators have no adapted head of their own: they are enrolled like new ones."""
+        raise ConfigError(f"method {self.name!r} keeps no per-annotator profile; enroll {annotator!r} instead")
 
     def _check_fit_options(self, train: RatingSet) -> None:
         super()._check_fit_options(train)
@@ -104,13 +119,22 @@ class FineTune(MultiAnnotatorModel):
         with torch.no_grad():
             z_fixed = None if self.train_trunk else self.net_.trunk(xs)
 
-        def loss_now():
+        def fit_loss():
             z = functional_call(self.net_.trunk, trunk, (xs,)) if self.train_trunk else z_fixed
             return loss_fn(z @ head["head.weight"] + head["head.bias"], T)
 
         params = list(head.values()) + list(trunk.values())
+        start_values = [p.detach().clone() for p in params]
+        alpha = float(self.l2sp)
+
+        def loss_now():
+            loss = fit_loss()
+            if alpha > 0:
+                loss = loss + 0.5 * alpha * sum((p - p0).pow(2).sum() for p, p0 in zip(params, start_values))
+            return loss
+
         with torch.no_grad():
-            before = float(loss_now())
+            before = float(fit_loss())
         if int(self.steps) > 0:
             opt = torch.optim.Adam(params, lr=float(self.finetune_lr))
             for _ in range(int(self.steps)):
@@ -119,11 +143,11 @@ class FineTune(MultiAnnotatorModel):
                 loss.backward()
                 opt.step()
         with torch.no_grad():
-            after = float(loss_now())
+            after = float(fit_loss())
         tensors = {k: v.detach().numpy().copy() for k, v in head.items()}
         tensors.update({f"trunk.{k}": v.detach().numpy().copy() for k, v in trunk.items()})
         data = {"init": start, "steps": int(self.steps), "lr": float(self.finetune_lr), "k": int(len(X)),
-                "loss_before": before, "loss_after": after, "train_trunk": bool(self.train_trunk)}
+                "l2sp": alpha, "loss_before": before, "loss_after": after, "train_trunk": bool(self.train_trunk)}
         return Profile(method=self.name, annotator=annotator, data=data, tensors=tensors)
 
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
