@@ -208,6 +208,36 @@ def test_finetune_moves_the_head_and_lowers_the_support_loss(synth):
     assert prof2.data["init"] == "b0"
 
 
+def test_finetune_does_not_overfit_a_few_clips_of_a_crowd_listener(synth):
+    """At K=5, a listener who labels like the crowd gains little from fine-tuning, and
+    the default (L2-SP) must not lose much against the starting consensus head;
+    unregularised fine-tuning does (log-loss up by about 0.2 here)."""
+    data = split_data(synth, "categorical")
+    m = fitted_split(synth, "categorical", "finetune")
+
+    def log_loss(p, y):
+        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
+
+    def mean_change(**params):
+        old = {k: getattr(m, k) for k in params}
+        try:
+            for k, v in params.items():
+                setattr(m, k, v)
+            d = []
+            for i in range(8):
+                W = data.W["a0"] + 0.2 * np.random.default_rng(i).standard_normal(data.W["a0"].shape)
+                X, y = data.listener(W, 105, seed=100 + i)
+                init = log_loss(m.predict(None, X[5:]).proba, y[5:])
+                d.append(log_loss(m.predict(m.enroll(X[:5], y[:5]), X[5:]).proba, y[5:]) - init)
+            return float(np.mean(d))
+        finally:
+            for k, v in old.items():
+                setattr(m, k, v)
+
+    assert mean_change() < 0.05
+    assert mean_change(l2sp=0.0, steps=10) > 0.1  # what the penalty prevents
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_save_load_gives_identical_predictions(synth, tmp_path, method):
     for kind in KINDS:
