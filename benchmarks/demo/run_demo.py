@@ -1,19 +1,22 @@
-"""The demo as a benchmark: its wall-clock time, its summary, and a check of why
-personalization does (not) beat consensus on it.
+"""The demo as a benchmark: its wall-clock time, its summary, and references that say
+where the gains of personalization come from.
 
     python benchmarks/demo/run_demo.py [--out /tmp/perser-demo-bench] [--skip-timing]
 
 1. Runs ``perser demo`` from scratch (corpus synthesis, eGeMAPS extraction, every
-   method over the K sweep, report) and records wall-clock and CPU time.
-2. Prints the unseen- and seen-listener summaries as markdown.
-3. Re-runs the same protocol on the same corpus and features with two references that
-   isolate the data from the methods: ``lr-consensus`` (standardised eGeMAPS +
+   method over the K sweep, report) with a fresh feature cache and records wall-clock
+   and CPU time; then the same for ``perser demo --space avd`` (dimensional).
+2. Prints the unseen- and seen-listener summaries as markdown and writes
+   ``k_curve.png`` (unseen listeners, categorical space) beside this script.
+3. Re-runs the same protocol on the same corpus and features with references:
+   ``consensus-head`` (the shared multi-annotator network's consensus head, i.e.
+   ``finetune`` without enrollment: the non-personalized part of the personalized
+   methods), ``similar-paper`` (independent heads, ``head_shrinkage=0``, as in Tavernor
+   & Mower Provost), ``similar-top5`` (5 best heads weighted by score),
+   ``finetune-plain`` (no L2-SP prior), ``lr-consensus`` (standardised eGeMAPS +
    logistic regression on every seen rating) and ``style-oracle`` (the same model
    trained only on the seen listeners of the listener's *true* perception style, read
-   from ``annotators.csv``: the most that recovering a listener's style can give), and two
-   variants of ``similar`` that test whether its heads are the limit: averaging the 5
-   best-matching heads (``similar-top5``) and training 30 instead of 8 epochs
-   (``similar-30ep``).
+   from ``annotators.csv``).
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import json
 import os
 import resource
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from perser.methods import register
 from perser.methods.base import Personalizer, Predictions, Profile
 
 STYLES: dict[str, str] = {}
@@ -110,57 +115,88 @@ def md_table(summary: pd.DataFrame, scenario: str, metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path("/tmp/perser-demo-bench"))
-    ap.add_argument("--skip-timing", action="store_true", help="reuse an existing demo folder")
-    args = ap.parse_args()
-    from perser.evaluate.demo import demo_config, run_demo
+def _timed(out: Path, space: str):
+    from perser.evaluate.demo import run_demo
 
-    metrics = ["accuracy_argmax", "uar_balanced", "log_loss", "retrieval"]
-    if not args.skip_timing:
-        shutil.rmtree(args.out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    cache = tempfile.mkdtemp(prefix="perser-cache-")
+    old = os.environ.get("PERSER_CACHE")
+    os.environ["PERSER_CACHE"] = cache
+    try:
         load0 = os.getloadavg()
         c0, t0 = _cpu(), time.perf_counter()
-        run, _ = run_demo(args.out, console=False)
+        run, _ = run_demo(out, space=space, console=False)
         wall, cpu = time.perf_counter() - t0, _cpu() - c0
-        print(f"## perser demo: wall {wall:.0f} s, CPU {cpu:.0f} s, load average before {load0[0]:.1f}, "
-              f"after {os.getloadavg()[0]:.1f} (2 cores)\n")
-        summary = run.summary
-    else:
-        summary = pd.read_csv(args.out / "run" / "summary.csv")
-    print(json.dumps({"chance_retrieval": json.loads((args.out / "run" / "run.json").read_text())["chance_retrieval"]}))
-    for scen in ("unseen", "seen"):
-        print(f"\n### {scen} listeners\n")
-        print(md_table(summary, scen, metrics))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        if old is None:
+            os.environ.pop("PERSER_CACHE", None)
+        else:
+            os.environ["PERSER_CACHE"] = old
+    print(f"## perser demo --space {space}: wall {wall:.0f} s, CPU {cpu:.0f} s, load average before {load0[0]:.1f}, "
+          f"after {os.getloadavg()[0]:.1f} (2 cores)\n")
+    return run.summary
 
-    # ---- references that separate the data from the methods
-    from perser.corpus import load_corpus
+
+def _k_curve(summary: pd.DataFrame, path: Path) -> None:
+    import base64
+
+    from perser.evaluate.report import plot_k_curves
+
+    png = plot_k_curves(summary, ["accuracy_argmax", "log_loss"], "unseen")
+    path.write_bytes(base64.b64decode(png))
+
+
+def _references(out: Path, space: str, metrics: list[str]) -> None:
     from perser.evaluate import evaluate
-    from perser.methods import register
+    from perser.evaluate.demo import demo_config
 
-    corpus = load_corpus(args.out / "corpus")
-    STYLES.update(corpus.annotators["style"].astype(str).to_dict())
-    register("lr-consensus", "__main__:LRConsensus")
-    register("style-oracle", "__main__:StyleOracle")
-    register("similar-top5", "perser.methods.similar:SimilarAnnotator")
-    register("similar-30ep", "perser.methods.similar:SimilarAnnotator")
-    cfg = demo_config(args.out, overwrite=True)
+    cfg = demo_config(out, space=space, overwrite=True)
     mp = dict(cfg.method_params)
-    mp["similar-top5"] = {**mp["similar"], "top_k": 5, "temperature": 1.0}
-    mp["similar-30ep"] = {**mp["similar"], "epochs": 30, "patience": 5}
+    refs = {
+        "consensus-head": ("perser.methods.finetune:FineTune", {**mp["finetune"], "steps": 0}),
+        "similar-paper": ("perser.methods.similar:SimilarAnnotator", {**mp["similar"], "head_shrinkage": 0.0}),
+        "similar-top5": ("perser.methods.similar:SimilarAnnotator", {**mp["similar"], "top_k": 5, "temperature": 1.0}),
+        "finetune-plain": ("perser.methods.finetune:FineTune", {**mp["finetune"], "l2sp": 0.0}),
+    }
+    names = ["consensus", "finetune", "similar", *refs]
+    if space == "emotion":
+        register("lr-consensus", "__main__:LRConsensus")
+        register("style-oracle", "__main__:StyleOracle")
+        names += ["lr-consensus", "style-oracle"]
+    for name, (target, params) in refs.items():
+        register(name, target)
+        mp[name] = params
     cfg.method_params = mp
-    cfg.methods = ["consensus", "similar", "similar-top5", "similar-30ep", "lr-consensus", "style-oracle"]
-    cfg.out = args.out / "run-references"
+    cfg.methods = names
+    cfg.out = out / "run-references"
     cfg.progress = False
     ref = evaluate(cfg, console=False)
     for scen in ("unseen", "seen"):
-        print(f"\n### references, {scen} listeners\n")
+        print(f"\n### references, {space}, {scen} listeners\n")
         print(md_table(ref.summary, scen, metrics))
-    s = ref.summary.set_index(["method", "scenario", "k", "metric"])["mean"]
-    k = max(cfg.k)
-    print(f"\nstyle-oracle - lr-consensus accuracy (unseen, K={k}): "
-          f"{s[('style-oracle', 'unseen', k, 'accuracy_argmax')] - s[('lr-consensus', 'unseen', k, 'accuracy_argmax')]:+.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("/tmp/perser-demo-bench"))
+    ap.add_argument("--skip-timing", action="store_true", help="reuse existing demo folders")
+    args = ap.parse_args()
+    from perser.corpus import load_corpus
+
+    metrics = {"emotion": ["accuracy_argmax", "uar_balanced", "log_loss", "retrieval"],
+               "avd": ["ccc/mean", "ccc/arousal", "ccc/valence", "ccc/dominance", "ccc_con/mean", "retrieval"]}
+    for space in ("emotion", "avd"):
+        out = args.out / space
+        summary = _timed(out, space) if not args.skip_timing else pd.read_csv(out / "run" / "summary.csv")
+        print(json.dumps({"chance_retrieval": json.loads((out / "run" / "run.json").read_text())["chance_retrieval"]}))
+        for scen in ("unseen", "seen"):
+            print(f"\n### {space}, {scen} listeners\n")
+            print(md_table(summary, scen, metrics[space]))
+        if space == "emotion":
+            _k_curve(summary, Path(__file__).with_name("k_curve.png"))
+        STYLES.update(load_corpus(out / "corpus").annotators["style"].astype(str).to_dict())
+        _references(out, space, metrics[space])
 
 
 if __name__ == "__main__":
