@@ -15,6 +15,15 @@ Options: ``per_dimension=True`` picks the best head for each dimension on its ow
 ``softmax(score / temperature)``. Ties are broken by the lower absolute error
 (dimensional) or by the head order. The profile records the chosen head(s) — seen
 annotator ids — their scores, and the ten best heads.
+
+A seen annotator's head is trained on that annotator's ratings alone, often a few
+dozen noisy ones. ``head_shrinkage > 0`` (see
+:class:`~perser.methods.multi.MultiAnnotatorModel`) trains the heads as a hierarchy
+instead, each pulled toward the jointly trained consensus head, so a copied head is
+the consensus corrected by what that annotator's ratings support. The paper's
+independent heads are the default (``head_shrinkage=0``); on the demo corpus,
+``head_shrinkage=100`` made the seen annotators' own heads better than consensus on
+unseen clips, where independent heads were worse (``benchmarks/demo/RESULTS.md``).
 """
 
 from __future__ import annotations
