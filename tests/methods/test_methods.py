@@ -357,3 +357,17 @@ def test_batched_head_outputs_follow_weight_changes(synth):
     ref2 = m.net_.head(z)[:, : len(m.head_annotators_)]
     assert not torch.allclose(ref, ref2)
     assert torch.allclose(m.head_outputs(X, activated=False), ref2, atol=1e-6)
+
+
+def test_head_shrinkage_pulls_heads_toward_the_consensus_head(synth):
+    data = split_data(synth, "categorical")
+
+    def spread(lam):
+        m = make_method("similar", min_ratings=20, head_shrinkage=lam, **SMALL).fit(data.train)
+        W, b = m.net_.head.weight.detach(), m.net_.head.bias.detach()
+        H = len(m.head_annotators_)
+        return float(((W[:H] - W[H:]) ** 2).sum() + ((b[:H] - b[H:]) ** 2).sum())
+
+    assert spread(1e4) < 0.05 * spread(0.0)
+    with pytest.raises(ConfigError, match="consensus head"):
+        make_method("similar", head_shrinkage=1.0, consensus_weight=0.0, **SMALL).fit(data.train)
