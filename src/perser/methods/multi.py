@@ -96,11 +96,11 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         if fitted.fit_signature() != self.fit_signature() or self.fit_signature() is None:
             raise ConfigError(f"method {self.name!r}: cannot adopt the fit of {fitted.name!r}: their "
                               f"hyper-parameters differ ({', '.join(_differences(self, fitted))})")
-        if fitted.fit_data_ != data_fingerprint(train):
+        if getattr(fitted, "fit_data_", None) != data_fingerprint(train):
             raise ConfigError(f"method {self.name!r}: cannot adopt the fit of {fitted.name!r}: it was fitted "
                               "on other training data")
         for a in _FITTED:
-            setattr(self, a, copy.copy(getattr(fitted, a)))
+            setattr(self, a, copy.copy(getattr(fitted, a, None)))
         self.net_ = copy.deepcopy(fitted.net_)
         self.feature_spec = self.feature_spec or fitted.feature_spec
         return self
