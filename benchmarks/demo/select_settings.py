@@ -13,6 +13,7 @@ clips). The new listeners, on whom the demo's claims are made, are not looked at
   64) and head shrinkage toward the consensus head (0, 30, 100, 300), read from
   ``similar`` (a seen listener's own head);
 * ``finetune``'s L2-SP prior (0, 30, 100, 300 clips) on the chosen network, K = 5, 10, 20;
+* ``meta``'s initial inner learning rate (0.1, 0.03, 0.01), K = 5, 10, 20;
 * the consensus model's training length.
 """
 
@@ -43,6 +44,8 @@ def candidates() -> dict[str, tuple[str, dict]]:
             out[f"similar-{tag}-shrink{lam}"] = (SIM, {**base, **train, "head_shrinkage": float(lam)})
     for a in (0, 30, 100, 300):
         out[f"finetune-l2sp{a}"] = (FT, {**FULL_METHOD_PARAMS["finetune"], "l2sp": float(a)})
+    for lr in (0.1, 0.03, 0.01):
+        out[f"meta-inner_lr{lr:g}"] = ("perser.methods.meta:MetaPerSER", {**FULL_METHOD_PARAMS["meta"], "inner_lr": lr})
     for ep, bs, pat in ((15, 64, 3), (50, 32, 5), (100, 16, 10)):
         out[f"consensus-e{ep}-b{bs}"] = (CONS, {"hidden": [64], "epochs": ep, "batch_size": bs, "patience": pat})
     return out
