@@ -21,6 +21,32 @@ def test_put_get_atomic_and_keys(tmp_path):
     assert store.read_meta("k1") == {"spec": "x"}
 
 
+def test_writer_killed_mid_put_leaves_no_listed_entry(tmp_path, monkeypatch):
+    """A writer killed between writing its temporary file and the rename (SIGKILL: no clean-up
+    runs) leaves a file that is neither listed as a key, nor read, nor matched as an entry."""
+    import pathlib
+
+    import perser.features.store as store_mod
+
+    store = FeatureStore(tmp_path)
+    store.put("k1", "ab" * 16, np.zeros(3, dtype=np.float32))
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(store_mod.os, "replace", killed)
+        m.setattr(pathlib.Path, "unlink", lambda self, missing_ok=False: None)
+        try:
+            store.put("k1", "cd" * 16, np.ones(3, dtype=np.float32))
+        except KeyboardInterrupt:
+            pass
+    assert len(list(tmp_path.rglob(".tmp-*"))) == 1  # the leftover is there...
+    assert store.keys("k1") == ["ab" * 16]  # ...but it is no entry
+    assert store.get("k1", "cd" * 16) is None and not store.has("k1", "cd" * 16)
+    assert [p.name for p in (tmp_path / "k1").glob("??/*.npy")] == ["ab" * 16 + ".npy"]
+
+
 def test_hash_index_shared_and_compacted(tmp_path):
     files = []
     for i in range(40):

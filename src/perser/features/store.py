@@ -53,7 +53,7 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}{path.suffix}"
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"  # never matches an entry's glob
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -215,7 +215,7 @@ class FeatureStore:
         if path.parent not in self._made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path.parent)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}.npy"
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"  # not "*.npy": never listed as an entry
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(value), allow_pickle=False)
