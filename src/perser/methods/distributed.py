@@ -96,7 +96,9 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     tensors = list(tensors)
     if not is_initialized() or world_size() == 1 or not tensors:
         return tensors
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+    # NCCL reduces only CUDA tensors: CPU tensors (meta-training's head gradients) travel
+    # through this rank's device and come back; under gloo everything stays where it is
+    flat = torch.cat([t.detach().reshape(-1).to(device()) for t in tensors])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     off = 0
     for t in tensors:
@@ -120,9 +122,15 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     """Copy ``module``'s parameters and buffers from rank ``src`` to every rank."""
     if not is_initialized() or world_size() == 1:
         return
+    dev = device()
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, src=src)
+            if t.device == dev:
+                dist.broadcast(t.data, src=src)
+            else:  # a CPU module under NCCL: broadcast a device copy
+                buf = t.data.to(dev)
+                dist.broadcast(buf, src=src)
+                t.data.copy_(buf)
 
 
 def barrier() -> None:
