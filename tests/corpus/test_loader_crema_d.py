@@ -115,6 +115,17 @@ def test_bad_values_name_the_line(tmp_path):
         load_corpus(tmp_path / "d")
 
 
+def test_malformed_and_non_utf8_responses_name_file_and_line(tmp_path):
+    _tree(tmp_path / "a", rows=[ROWS[0], ROWS[1] + ",extra", ROWS[2]])
+    with pytest.raises(CorpusError, match=r"finishedResponses\.csv:3: malformed CSV line: expected 17 fields, saw 18"):
+        load_corpus(tmp_path / "a")
+    _tree(tmp_path / "b")
+    f = tmp_path / "b" / "finishedResponses.csv"
+    f.write_bytes("\n".join([HEADER, ROWS[0], ROWS[1].replace("SSI_1090054680", "SSI_109005468\xe9")]).encode("cp1252"))
+    with pytest.raises(CorpusError, match=r"finishedResponses\.csv:3: not UTF-8 text \(byte 0xe9"):
+        load_corpus(tmp_path / "b")
+
+
 def test_non_numeric_and_off_scale_levels_are_counted(tmp_path):
     rows = [ROWS[0], ROWS[0].replace("1301,SSI_1160007759", "1400,SSI_1160007760").replace(",A,18,D,", ",A,abc,D,"),
             ROWS[0].replace("1301,SSI_1160007759", "1500,SSI_1160007761").replace(",A,18,D,", ",H,150,D,")]

@@ -129,6 +129,13 @@ def test_malformed_lines_name_file_and_line(tmp_path):
         load_corpus(tmp_path / "d")
 
 
+def test_non_utf8_evaluation_names_file_and_line(tmp_path):
+    _tree(tmp_path)
+    (tmp_path / "Evaluation.txt").write_bytes(EVAL.replace("r03c; Happy; ;", "r03c; Happy; Ravi\xe9;").encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"Evaluation\.txt:4: not utf-8 text \(byte 0xe9"):
+        load_corpus(tmp_path)
+
+
 def test_missing_audio_and_detection(tmp_path):
     _tree(tmp_path)
     (tmp_path / "session3/S02H/T" / f"{CLIP2}.wav").unlink()

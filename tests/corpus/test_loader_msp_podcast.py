@@ -142,6 +142,34 @@ def test_malformed_emodetail_names_file_and_line(tmp_path):
         load_corpus(tmp_path)
 
 
+def test_malformed_csv_lines_name_file_and_line(tmp_path):
+    # an EmoDetail holding commas but not CSV-quoted splits into too many fields
+    unquoted = EMODETAIL.replace('"WORKER00000789; Other-bored; Frustrated,Other-tired; A:2.0; V:3.0; D:4.0;"',
+                                 "WORKER00000789; Other-bored; Frustrated,Other-tired; A:2.0; V:3.0; D:4.0;")
+    _tree(tmp_path / "a", unquoted)
+    with pytest.raises(CorpusError, match=r"labels_detailed\.csv:4: malformed CSV line: expected 2 fields, saw 3"):
+        load_corpus(tmp_path / "a")
+    _tree(tmp_path / "b", consensus=CONSENSUS + "MSP-PODCAST_0003_0001.wav,N,4,4,4,12,Male,Train,extra\n")
+    with pytest.raises(CorpusError, match=r"labels_consensus\.csv:4: malformed CSV line: expected 8 fields, saw 9"):
+        load_corpus(tmp_path / "b")
+    _tree(tmp_path / "c", consensus=CONSENSUS.replace("127,Female", '"127,Female'))
+    with pytest.raises(CorpusError, match=r"labels_consensus\.csv:2: malformed CSV: a quoted field .* never closed"):
+        load_corpus(tmp_path / "c")
+
+
+def test_non_utf8_labels_name_the_file(tmp_path):
+    _tree(tmp_path / "a")
+    f = tmp_path / "a" / "Labels" / "labels_detailed.csv"
+    f.write_bytes(EMODETAIL.replace("Other-bored; a bit", "Other-gêné; a bit").encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"labels_detailed\.csv:5: not UTF-8 text \(byte 0xea at offset \d+\)"):
+        load_corpus(tmp_path / "a")
+    _tree(tmp_path / "b")
+    f = tmp_path / "b" / "Labels" / "labels_consensus.csv"
+    f.write_bytes(CONSENSUS.replace("Unknown,Unknown", "Unknown,Inconnu\xe9").encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"labels_consensus\.csv:3: not UTF-8 text"):
+        load_corpus(tmp_path / "b")
+
+
 def test_unknown_primary_and_unknown_segment(tmp_path):
     _tree(tmp_path / "a", EMODETAIL.replace("WORKER00000456; Happy;", "WORKER00000456; Joyful;"))
     with pytest.raises(CorpusError, match=r"labels_detailed\.csv:3: primary emotion 'Joyful' is not one of"):

@@ -139,9 +139,9 @@ def test_bad_clips_name_the_culprit(tmp_path, clips, pattern):
 
 def test_non_utf8_files_are_named(tmp_path):
     latin1 = CLIPS.replace("s2", "Jürgen").encode("latin-1")
-    with pytest.raises(CorpusError, match=r"clips\.csv: not UTF-8 text .* re-save it as UTF-8"):
+    with pytest.raises(CorpusError, match=r"clips\.csv:3: not UTF-8 text \(byte 0xfc at offset \d+\); re-save it as UTF-8"):
         load(write_corpus(tmp_path / "a", clips=latin1))
-    with pytest.raises(CorpusError, match=r"ratings\.csv: not UTF-8"):
+    with pytest.raises(CorpusError, match=r"ratings\.csv:3: not UTF-8"):
         load(write_corpus(tmp_path / "b", ratings=RATINGS.replace("w2", "wö").encode("cp1252")))
     spec = yaml.safe_dump(SPEC).replace("mini", "Müller").encode("latin-1")
     with pytest.raises(CorpusError, match=r"corpus\.yaml: not UTF-8"):

@@ -8,6 +8,7 @@ warnings, ``meta["skipped"]``, validation).
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -45,16 +46,48 @@ def check_lfs(path: Path, advice: str = "fetch it with `git lfs pull`") -> None:
 def read_csv(path: Path, **kw) -> pd.DataFrame:
     """``pandas.read_csv`` (``kw`` passed on) whose errors raise :class:`CorpusError` naming the file.
 
-    Undecodable text, malformed CSV and an empty file each get their own message.
+    A missing file, undecodable text (with the line and byte offset), a malformed CSV
+    line (``file:line: malformed CSV line: expected N fields, saw M``) and an empty file
+    each get their own message. The one CSV reader of every loader (the table format too).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"missing file {path}")
     try:
         return pd.read_csv(path, **kw)
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError:
+        raise CorpusError(decode_message(path)) from None
     except pd.errors.ParserError as e:
-        raise CorpusError(f"{path}: malformed CSV: {e}") from None
+        raise CorpusError(parser_message(path, str(e))) from None
     except pd.errors.EmptyDataError:
         raise CorpusError(f"{path}: the file is empty") from None
+
+
+def decode_message(path: Path, encoding: str = "utf-8") -> str:
+    """``file:line: not UTF-8 text (byte 0x.. at offset N)`` for a file that fails to decode.
+
+    pandas reports offsets within its read buffer, so the file is decoded again here to
+    find the true offset and line (only on this error path).
+    """
+    data = Path(path).read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        return (f"{where(path, line)}: not {encoding.upper()} text (byte 0x{data[e.start]:02x} at offset "
+                f"{e.start}); re-save it as {encoding.upper()}")
+    return f"{path}: not {encoding.upper()} text; re-save it as {encoding.upper()}"
+
+
+def parser_message(path: Path, msg: str) -> str:
+    """Turn a pandas parser error into ``file:line: what is wrong``."""
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+    if m:
+        return f"{path}:{m.group(2)}: malformed CSV line: expected {m.group(1)} fields, saw {m.group(3)}"
+    m = re.search(r"EOF inside string starting at row (\d+)", msg)
+    if m:  # pandas counts rows from 0, header included
+        return f"{path}:{int(m.group(1)) + 1}: malformed CSV: a quoted field starting on this line is never closed"
+    return f"{path}: malformed CSV: {msg}"
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:

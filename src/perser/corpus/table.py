@@ -22,7 +22,6 @@ A folder with
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import pandas as pd
 import yaml
 
 from perser._io import atomic_dir
+from perser.corpus._release import read_csv  # the shared CSV reader (perser.cli.method_cmd imports it from here)
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.corpus.validate import validate_corpus
 from perser.errors import CorpusError
@@ -42,20 +42,6 @@ def detect(path: Path) -> bool:
     return path.is_dir() and all((path / f).is_file() for f in FILES)
 
 
-def read_csv(path: Path, **kw) -> pd.DataFrame:
-    """``pandas.read_csv`` whose errors name the file (and line, where pandas knows it)."""
-    if not path.is_file():
-        raise CorpusError(f"missing file {path}")
-    try:
-        return pd.read_csv(path, **kw)
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
-    except pd.errors.ParserError as e:
-        raise CorpusError(_parser_message(path, str(e))) from None
-    except pd.errors.EmptyDataError:
-        raise CorpusError(f"{path}: the file is empty") from None
-
-
 def read_rows(path: Path, **kw) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a CSV whose rows are checked later: returns the frame (blank lines dropped,
     fresh ``RangeIndex``) and the file line number of each row, for error messages."""
@@ -65,17 +51,6 @@ def read_rows(path: Path, **kw) -> tuple[pd.DataFrame, np.ndarray]:
     if blank.any():
         df = df.loc[~blank].reset_index(drop=True)
     return df, lines
-
-
-def _parser_message(path: Path, msg: str) -> str:
-    """Turn a pandas parser error into ``file:line: what is wrong``."""
-    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
-    if m:
-        return f"{path}:{m.group(2)}: malformed CSV line: expected {m.group(1)} fields, saw {m.group(3)}"
-    m = re.search(r"EOF inside string starting at row (\d+)", msg)
-    if m:  # pandas counts rows from 0, header included
-        return f"{path}:{int(m.group(1)) + 1}: malformed CSV: a quoted field starting on this line is never closed"
-    return f"{path}: malformed CSV: {msg}"
 
 
 def read_spec(path: Path) -> dict:
