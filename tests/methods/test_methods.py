@@ -371,3 +371,55 @@ def test_head_shrinkage_pulls_heads_toward_the_consensus_head(synth):
     assert spread(1e4) < 0.05 * spread(0.0)
     with pytest.raises(ConfigError, match="consensus head"):
         make_method("similar", head_shrinkage=1.0, consensus_weight=0.0, **SMALL).fit(data.train)
+
+
+def _with_rare_listener(rs, clips: np.ndarray, label: int, name: str = "rare"):
+    """``rs`` plus one annotator who rated only ``clips``, all with class ``label``."""
+    from perser.methods.base import RatingSet
+
+    return RatingSet(
+        X=rs.X, clip_ids=rs.clip_ids, space=rs.space,
+        clip_index=np.concatenate([rs.clip_index, clips]),
+        annotator_ids=np.concatenate([rs.annotator_ids, np.array([name] * len(clips), dtype=object)]),
+        y=np.concatenate([rs.y, np.full(len(clips), label, dtype=rs.y.dtype)]),
+    )
+
+
+def test_annotator_below_min_ratings_gets_no_head_but_shapes_the_consensus_head(synth, fast):
+    s = synth("categorical", n_clips=120, n_annotators=3)
+    clips = np.arange(8)
+    rare = _with_rare_listener(s.train, clips, label=0)
+    # the same data with the rare listener's 8 ratings saying the opposite class
+    other = _with_rare_listener(s.train, clips, label=3)
+    kw = {**fast, "min_ratings": 10, "valid_fraction": 0.0}
+    m_rare = make_method("similar", **kw).fit(rare)
+    m_other = make_method("similar", **kw).fit(other)
+    assert m_rare.head_annotators_ == ["a0", "a1", "a2"]  # 8 < min_ratings: no head
+    with pytest.raises(ConfigError, match="rare"):
+        m_rare.head_index("rare")
+    X = s.X[clips]
+    p_rare = m_rare.predict(None, X).proba  # no profile: the consensus head
+    p_other = m_other.predict(None, X).proba
+    assert p_rare[:, 0].mean() > p_other[:, 0].mean() + 0.02
+    assert p_other[:, 3].mean() > p_rare[:, 3].mean() + 0.02
+
+
+def test_standardizer_is_fitted_on_training_clips_only(synth, fast):
+    s = synth("dimensional", n_clips=100, n_annotators=2)
+    X = s.X.copy()
+    X[:, 0] += 1000.0 * (np.arange(len(X)) % 2)  # every other clip far off on feature 0
+    from perser.methods.base import RatingSet
+
+    rs = RatingSet(X=X, clip_ids=s.train.clip_ids, clip_index=s.train.clip_index,
+                   annotator_ids=s.train.annotator_ids, y=s.train.y, space=s.space)
+    m = make_method("consensus", **{**fast, "epochs": 1, "valid_fraction": 0.3})
+    m.fit(rs)
+    used = np.setdiff1d(np.arange(len(X)), _validation_clips(m, rs))
+    np.testing.assert_allclose(m.standardizer_.mean, X[used].mean(0), rtol=1e-4, atol=1e-3)
+    assert not np.allclose(m.standardizer_.mean, X.mean(0), atol=1e-3)
+
+
+def _validation_clips(model, rs) -> np.ndarray:
+    """The clip rows ``model`` held out for validation (its seeded split, recomputed)."""
+    train, valid = type(model)(**model.get_params())._begin_fit(rs, None)
+    return np.unique(valid.clip_index)
