@@ -126,6 +126,31 @@ def test_malformed_and_non_utf8_responses_name_file_and_line(tmp_path):
         load_corpus(tmp_path / "b")
 
 
+def test_empty_localid_names_the_line(tmp_path):
+    _tree(tmp_path, rows=[ROWS[0], ROWS[0].replace("1301,SSI_1160007759,", "1302, ,")])
+    with pytest.raises(CorpusError, match=r"finishedResponses\.csv:3: empty localid \(rater id\)"):
+        load_corpus(tmp_path)
+
+
+def test_audio_visual_responses_on_request(tmp_path):
+    av = [ROWS[0].replace("1301,SSI_1160007759,33,A_18,9229,1,", "20001,SSI_1160007759,61,H_70,2100,3,"),
+          ROWS[1].replace("6199,SSI_1090054680,233,A_44,1781,2,", "20002,SSI_1090054680,240,N_35,1500,3,")]
+    av[0] = av[0].replace(",A,18,D,", ",H,70,D,")
+    av[1] = av[1].replace(",A,44,D,", ",N,35,D,")
+    _tree(tmp_path, rows=ROWS + av)
+    for name in ("audio-visual", "av", 3):
+        c = load_corpus(tmp_path, modality=name)
+        assert c.meta["modality"] == "audio-visual" and c.meta["query_type"] == 3
+        assert c.meta["responses_of_other_modalities"] == 3
+        got = c.ratings.set_index("annotator_id")[["clip_id", "emotion", "intensity"]].sort_index()
+        assert got.to_dict("index") == {
+            "SSI_1090054680": {"clip_id": "1001_DFA_DIS_XX", "emotion": "neutral", "intensity": 35.0},
+            "SSI_1160007759": {"clip_id": "1001_IEO_DIS_HI", "emotion": "happy", "intensity": 70.0},
+        }
+    voice = load_corpus(tmp_path)
+    assert len(voice.ratings) == 1 and voice.meta["responses_of_other_modalities"] == 4
+
+
 def test_non_numeric_and_off_scale_levels_are_counted(tmp_path):
     rows = [ROWS[0], ROWS[0].replace("1301,SSI_1160007759", "1400,SSI_1160007760").replace(",A,18,D,", ",A,abc,D,"),
             ROWS[0].replace("1301,SSI_1160007759", "1500,SSI_1160007761").replace(",A,18,D,", ",H,150,D,")]

@@ -129,6 +129,12 @@ def test_malformed_lines_name_file_and_line(tmp_path):
         load_corpus(tmp_path / "d")
 
 
+def test_bad_consensus_code_names_the_line(tmp_path):
+    _tree(tmp_path, EVAL.replace("MF02.avi; X;", "MF02.avi; Z;"))
+    with pytest.raises(CorpusError, match=r"Evaluation\.txt:6: consensus code 'Z' is not one of \['A', 'H', 'N', 'O', 'S', 'X'\]"):
+        load_corpus(tmp_path)
+
+
 def test_non_utf8_evaluation_names_file_and_line(tmp_path):
     _tree(tmp_path)
     (tmp_path / "Evaluation.txt").write_bytes(EVAL.replace("r03c; Happy; ;", "r03c; Happy; Ravi\xe9;").encode("latin-1"))

@@ -195,6 +195,82 @@ def test_off_scale_values_and_bad_split(tmp_path):
         load_corpus(tmp_path / "b")
 
 
+def test_fractional_worker_values_are_counted_not_truncated(tmp_path):
+    # workers answer on an integer 1-7 scale; 4.5 is no answer on it (int(float(x)) would silently give 4)
+    _tree(tmp_path, EMODETAIL.replace("A:5.0; V:6.0; D:5.0;", "A:5.0; V:4.5; D:5.0;"))
+    c = load_quietly(tmp_path)
+    r = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000456")
+    assert r["emotion"] == "happy" and r[["arousal", "valence", "dominance"]].isna().all()
+    assert c.meta["skipped"]["V values that are not whole numbers on the 1-7 scale (treated as NaN)"] == 1
+    assert one_rating(c, "MSP-PODCAST_0001_0008", "WORKER00000123")["valence"] == 4.0  # 4.0 is a whole answer
+    with pytest.warns(PerserWarning, match=r"1 V values that are not whole numbers .*4\.5 at .*labels_detailed\.csv:3"):
+        load_corpus(tmp_path)
+
+
+def test_empty_worker_id_names_the_line(tmp_path):
+    v2 = ("FileName,WorkerID,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom\n"
+          "MSP-PODCAST_0001_0008.wav,WORKER00000123,Neutral,,4,4,4\n"
+          "MSP-PODCAST_0002_0033.wav, ,Sad,,2,2,2\n")
+    _tree(tmp_path / "a", v2)
+    with pytest.raises(CorpusError, match=r"labels_detailed\.csv:3: empty worker id"):
+        load_corpus(tmp_path / "a")
+    obj = {"MSP-PODCAST_0001_0008.wav": {"Workers": [{"EmoClass_Major": "Sad", "EmoAct": "2", "EmoVal": "2",
+                                                       "EmoDom": "2"}]}}
+    _tree(tmp_path / "b", detailed=json.dumps(obj), detailed_name="labels_detailed.json")
+    with pytest.raises(CorpusError, match=r"labels_detailed\.json \['MSP-PODCAST_0001_0008\.wav'\]\[''\]: empty worker id"):
+        load_corpus(tmp_path / "b")
+
+
+def test_malformed_json_and_a_segment_listed_twice(tmp_path):
+    _tree(tmp_path / "a", detailed='{"MSP-PODCAST_0001_0008.wav": {\n  "WORKER00000123": {"EmoAct": 4,,}\n}}\n',
+          detailed_name="labels_detailed.json")
+    with pytest.raises(CorpusError, match=r"labels_detailed\.json:2: malformed JSON"):
+        load_corpus(tmp_path / "a")
+    _tree(tmp_path / "b", detailed=json.dumps(["not", "an", "object"]), detailed_name="labels_detailed.json")
+    with pytest.raises(CorpusError, match=r"labels_detailed\.json: expected an object keyed by file name"):
+        load_corpus(tmp_path / "b")
+    _tree(tmp_path / "c", consensus=CONSENSUS + "MSP-PODCAST_0001_0008.wav,H,5,5,5,127,Female,Train\n")
+    with pytest.raises(CorpusError, match=r"labels_consensus\.csv:4: segment 'MSP-PODCAST_0001_0008' is listed twice"):
+        load_corpus(tmp_path / "c")
+
+
+def test_json_workers_list_form(tmp_path):
+    # the MSP-Face style: {"file": {"Workers": [{"Name": ..., values as strings}]}}
+    obj = {
+        "MSP-PODCAST_0001_0008.wav": {"Workers": [
+            {"Name": "WORKER0000013", "EmoClass_Major": "Happy", "EmoClass_Second": "Amused,Excited",
+             "EmoAct": "6", "EmoVal": "7", "EmoDom": "5"},
+            {"Name": "WORKER0000014", "EmoClass_Major": "Other-sleepy", "EmoClass_Second": "",
+             "EmoAct": "2", "EmoVal": "4", "EmoDom": "3"},
+        ]},
+        "MSP-PODCAST_0002_0033.wav": {"Workers": [
+            {"Name": "WORKER0000013", "EmoClass_Major": "Sad", "EmoAct": "2.0", "EmoVal": "1", "EmoDom": "2"},
+        ]},
+    }
+    _tree(tmp_path, detailed=json.dumps(obj), detailed_name="labels_detailed.json")
+    c = load_quietly(tmp_path)
+    assert c.meta["detailed_form"] == "json" and len(c.ratings) == 3
+    h = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER0000013")  # leading zeros kept
+    assert (h["emotion"], h["secondary"], h["arousal"], h["valence"], h["dominance"]) == (
+        "happy", "amused;excited", 6.0, 7.0, 5.0)
+    o = one_rating(c, "MSP-PODCAST_0001_0008", "WORKER0000014")
+    assert (o["emotion"], o["other_text"]) == ("other", "sleepy") and pd.isna(o["secondary"])
+    assert one_rating(c, "MSP-PODCAST_0002_0033", "WORKER0000013")["arousal"] == 2.0
+
+
+def test_v16_workers_columns(tmp_path):
+    fx = write_msp_podcast(tmp_path, form="v2", seed=5)
+    f = fx.root / "Labels" / "labels_detailed.csv"
+    df = pd.read_csv(f, dtype=str, keep_default_na=False).rename(columns={"WorkerID": "Workers"})
+    df.to_csv(f, index=False)
+    c = load_quietly(fx)
+    assert c.meta["detailed_form"] == "v1.6"
+    assert_same_ratings(c.ratings, fx.ratings, RATED)
+    df.drop(columns="Workers").to_csv(f, index=False)
+    with pytest.raises(CorpusError, match=r"unrecognised detailed-labels header.*missing \['WorkerID'\]"):
+        load_corpus(fx)
+
+
 def test_secondary_multilabel_space(tmp_path):
     _tree(tmp_path)
     c = load_quietly(tmp_path, secondary=True)

@@ -42,8 +42,9 @@ unknown speakers together; this is counted in a warning.
 
 Quirks handled (counted in warnings and ``meta["skipped"]``): a worker rating a
 segment twice (``duplicates="first"`` by default: exact copies are dropped, differing
-rows keep the first; ``"last"`` or ``"mean"`` on request), NaN or off-scale (outside
-1–7) A/V/D values (the rating's three dimensions are dropped, its emotion kept),
+rows keep the first; ``"last"`` or ``"mean"`` on request), NaN, off-scale (outside
+1–7) or fractional (``4.5``: not an answer on the integer scale) A/V/D values (the
+rating's three dimensions are dropped, its emotion kept),
 missing audio (``missing_audio``), ratings of segments that the
 consensus file does not list (``unknown_clips``). A malformed detailed row raises
 :class:`~perser.errors.CorpusError` naming the file and line.
@@ -393,6 +394,13 @@ def _assemble(fn, worker, primary, second, values: dict, at, unknown_labels: str
             i = int(np.flatnonzero(off)[0])
             log.add(f"{key} values off the 1-7 scale (treated as NaN)", f"{raw.iloc[i]} at {at(i)}", int(off.sum()))
             v = np.where(off, np.nan, v)
+        # workers answer on an integer 1-7 scale (written 4.0): a fraction is not an answer on it
+        frac = ~np.isnan(v) & (v != np.round(v))
+        if frac.any():
+            i = int(np.flatnonzero(frac)[0])
+            log.add(f"{key} values that are not whole numbers on the 1-7 scale (treated as NaN)",
+                    f"{raw.iloc[i]} at {at(i)}", int(frac.sum()))
+            v = np.where(frac, np.nan, v)
         out[dim] = v
     return out.loc[keep[codes] if n else slice(None)].reset_index(drop=True)
 
