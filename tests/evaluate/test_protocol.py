@@ -163,6 +163,8 @@ def test_personalization_and_retrieval_on_styled_listeners(tmp_path, toy, toy_me
     assert s.loc[("similar", "unseen", 20, "accuracy_argmax"), "mean"] > \
         s.loc[("consensus", "unseen", 20, "accuracy_argmax"), "mean"] + 0.15
     assert s.loc[("similar", "unseen", 20, "accuracy_argmax"), "p_vs_baseline"] < 0.01
+    assert s.loc[("similar", "unseen", 20, "accuracy_argmax"), "p_vs_consensus"] == \
+        s.loc[("similar", "unseen", 20, "accuracy_argmax"), "p_vs_baseline"]
     # gains are signed so that positive is better: for log-loss that is consensus minus method
     ll = s.loc[("similar", "unseen", 20, "log_loss"), "mean"] - s.loc[("consensus", "unseen", 20, "log_loss"), "mean"]
     assert s.loc[("similar", "unseen", 20, "log_loss"), "gain_vs_baseline"] == pytest.approx(-ll)
@@ -212,3 +214,36 @@ def test_terminal_reports_exclusions(tmp_path, toy, toy_methods):
     text = console.export_text()
     n_excl = sum(sum(s.excluded["unseen"].values()) for s in run.plan)
     assert f"{n_excl} excluded" in text and "fewer than 60 enrollment ratings" in text
+
+
+def _long(values: dict[str, list[float]], metric: str = "accuracy_argmax") -> pd.DataFrame:
+    rows = [(m, "unseen", 5, 0, "all", f"L{i:02d}", metric, v) for m, vs in values.items() for i, v in enumerate(vs)]
+    from perser.evaluate.scoring import RESULT_COLUMNS
+
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def test_summary_columns_name_what_the_test_is_against():
+    from scipy.stats import wilcoxon
+
+    from perser.evaluate.scoring import SUMMARY_COLUMNS, summarize
+
+    rng = np.random.default_rng(0)
+    cons = rng.uniform(0.3, 0.5, 12)
+    vals = {"consensus": cons, "similar": cons + rng.uniform(0.05, 0.2, 12), "meta": cons + rng.normal(0, 0.05, 12)}
+    res = _long({k: list(v) for k, v in vals.items()})
+    assert SUMMARY_COLUMNS[:8] == ["method", "scenario", "k", "metric", "mean", "ci_low", "ci_high", "p_vs_consensus"]
+    for baseline in ("consensus", "similar"):
+        s = summarize(res, baseline=baseline, n_boot=100).set_index("method")
+        assert list(s.reset_index().columns) == SUMMARY_COLUMNS and set(s["baseline"]) == {baseline}
+        for m in ("similar", "meta"):   # p_vs_consensus is against consensus whatever the baseline
+            assert s.loc[m, "p_vs_consensus"] == pytest.approx(wilcoxon(vals[m], cons).pvalue)
+        assert np.isnan(s.loc["consensus", "p_vs_consensus"])
+        assert np.isnan(s.loc[baseline, "p_vs_baseline"]) and np.isnan(s.loc[baseline, "gain_vs_baseline"])
+    s = summarize(res, baseline="similar", n_boot=100).set_index("method")
+    assert s.loc["meta", "p_vs_baseline"] == pytest.approx(wilcoxon(vals["meta"], vals["similar"]).pvalue)
+    assert s.loc["consensus", "gain_vs_baseline"] == pytest.approx(np.mean(cons - vals["similar"]))
+    assert s.loc["meta", "p_vs_baseline"] != s.loc["meta", "p_vs_consensus"]
+    # without consensus in the run there is nothing to test against: empty, not a stand-in
+    s = summarize(res[res["method"] != "consensus"], baseline="similar", n_boot=100)
+    assert s["p_vs_consensus"].isna().all() and s.loc[s["method"] == "meta", "p_vs_baseline"].notna().all()

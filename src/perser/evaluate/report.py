@@ -3,7 +3,8 @@
 A run folder holds
 
 ``results.csv``   long: method, scenario, k, seed, fold, annotator, metric, value
-``summary.csv``   method, scenario, k, metric, unit, n, mean, ci_low, ci_high, gain_vs_baseline, p_vs_baseline
+``summary.csv``   method, scenario, k, metric, mean, ci_low, ci_high, p_vs_consensus, then unit, n, baseline,
+                  gain_vs_baseline, p_vs_baseline (see :mod:`perser.evaluate.scoring`)
 ``listeners.csv`` per (seed, fold, scenario): listeners evaluated and excluded, by reason
 ``confusion.csv`` categorical spaces: counts of (true, decided) class per method, K and decision
 ``config.yaml``   the resolved configuration
@@ -211,8 +212,16 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def summary_baseline(summary: pd.DataFrame) -> str:
+    """The method the summary's ``p_vs_baseline`` compares against (``consensus`` if unnamed)."""
+    if "baseline" in summary.columns and len(summary) and summary["baseline"].notna().any():
+        return str(summary["baseline"].dropna().iloc[0])
+    return "consensus"
+
+
 def wide_summary(summary: pd.DataFrame, metrics: list[str], scenario: str) -> pd.DataFrame:
-    """method × K rows; per metric 'mean [lo, hi]' and its p-value against the baseline."""
+    """method × K rows; per metric 'mean [lo, hi]' and its p-value against the baseline
+    (the summary's ``baseline`` column; ``consensus`` by default)."""
     s = summary[(summary["scenario"] == scenario) & summary["metric"].isin(metrics)]
     rows = []
     for (method, k), g in s.groupby(["method", "k"], sort=True):
@@ -252,7 +261,8 @@ def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "
         w = wide_summary(summary, metrics, scen)
         if w.empty:
             continue
-        t = Table(title=f"{title}{scen} listeners — mean [95% CI over listeners], p: Wilcoxon vs baseline",
+        t = Table(title=f"{title}{scen} listeners — mean [95% CI over listeners], "
+                        f"p: Wilcoxon vs {summary_baseline(summary)}",
                   title_justify="left")
         for c in w.columns:
             t.add_column(str(c), justify="left" if c == "method" else "right", no_wrap=True,
@@ -284,8 +294,9 @@ def render_html(ctx: dict) -> str:
     parts.append("<h2>Metrics and decisions</h2><ul>"
                  + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in ctx["descriptions"].items())
                  + "</ul><p>Confidence intervals: 95% percentile bootstrap over listeners (seeds for corpus-level "
-                 "metrics). p: two-sided Wilcoxon signed-rank test of each method against the baseline on the "
-                 "same listeners. gain: mean paired difference, signed so that positive is better.</p>")
+                 "metrics). p (tables): two-sided Wilcoxon signed-rank test of each method against the baseline, "
+                 f"{html.escape(ctx.get('baseline', 'consensus'))}, on the same listeners; summary.csv also has p_vs_consensus. "
+                 "gain: mean paired difference, signed so that positive is better.</p>")
     for scen, table in ctx["tables"].items():
         parts.append(f"<h2>{html.escape(scen)} listeners</h2>")
         parts.append(_html_table(table))
@@ -327,6 +338,8 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
         config_yaml = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         notes = list(data.notes) + [f"method skipped: {v}" for v in run.skipped_methods.values()]
+        if len(summary) and "consensus" not in set(summary["method"]):
+            notes.append("consensus was not run: summary.csv's p_vs_consensus is empty")
         excl = listeners[listeners["scenario"] != "train"].groupby("scenario")[["evaluated", "excluded"]].sum()
         doc = {
             "name": cfg.name, "config": resolved, "versions": versions, "space": data.space.to_dict(),
@@ -368,6 +381,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                         f"baseline {cfg.baseline}.")
             page = render_html({
                 "name": cfg.name, "headline": headline, "notes": notes, "descriptions": descriptions,
+                "baseline": cfg.baseline,
                 "tables": tables, "plots": plots, "listeners": listeners, "timings": timings,
                 "config_yaml": config_yaml, "versions": versions,
             })

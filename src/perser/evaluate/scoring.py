@@ -8,9 +8,29 @@ erratic; the ``fold`` column then reads ``all``.
 
 In the summary a listener is the unit: their values are averaged over seeds (and
 folds), the mean over listeners gets a percentile bootstrap CI over listeners, and
-each method is compared with the baseline on the same listeners by a two-sided
-Wilcoxon signed-rank test. Corpus-level metrics (``ccc_con``) have one value per seed
-(and fold); the seed is then the unit.
+each method is compared with ``consensus`` and with the configured baseline on the
+same listeners by a two-sided Wilcoxon signed-rank test. Corpus-level metrics
+(``ccc_con``) have one value per seed (and fold); the seed is then the unit.
+
+``summary.csv`` columns (:data:`SUMMARY_COLUMNS`), first those of the issue, then the
+extra ones:
+
+``method, scenario, k, metric``
+    the row's cell;
+``mean, ci_low, ci_high``
+    mean over units and its percentile bootstrap CI;
+``p_vs_consensus``
+    Wilcoxon p-value of the method against ``consensus`` -- always against
+    ``consensus``, whatever the baseline; empty for ``consensus`` itself and when
+    ``consensus`` was not run;
+``unit, n``
+    what one value is (``listener`` or ``seed/fold``) and how many there are;
+``baseline``
+    the method that ``gain_vs_baseline`` and ``p_vs_baseline`` compare against (the
+    config's ``baseline``, default ``consensus``: then ``p_vs_baseline`` equals
+    ``p_vs_consensus``);
+``gain_vs_baseline, p_vs_baseline``
+    mean paired gain (positive = better) and Wilcoxon p-value against ``baseline``;
 """
 
 from __future__ import annotations
@@ -33,8 +53,9 @@ from perser.evaluate.protocol import EvalData
 from perser.evaluate.runner import Block
 
 RESULT_COLUMNS = ["method", "scenario", "k", "seed", "fold", "annotator", "metric", "value"]
-SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "unit", "n", "mean", "ci_low", "ci_high",
-                   "gain_vs_baseline", "p_vs_baseline"]
+#: the issue's columns first (method ... p_vs_consensus), then the extra ones
+SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "mean", "ci_low", "ci_high", "p_vs_consensus",
+                   "unit", "n", "baseline", "gain_vs_baseline", "p_vs_baseline"]
 
 
 def base_metric(metric: str) -> str:
@@ -152,34 +173,47 @@ def _ccc_con(blocks: list[Block], data: EvalData, pool_folds: bool) -> list[tupl
 def summarize(
     results: pd.DataFrame, baseline: str = "consensus", n_boot: int = 2000, level: float = 0.95, seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per (method, scenario, k, metric) with mean, bootstrap CI and the paired test.
+    """One row per (method, scenario, k, metric) with mean, bootstrap CI and the paired tests.
 
     ``gain_vs_baseline`` is the mean paired difference method - baseline, sign-flipped
     for lower-is-better metrics so that a positive gain is always an improvement.
-    ``p_vs_baseline`` is the two-sided Wilcoxon signed-rank p-value on the paired units
-    (empty for the baseline itself and where no pairs exist).
+    ``p_vs_baseline`` and ``p_vs_consensus`` are two-sided Wilcoxon signed-rank
+    p-values on the paired units against ``baseline`` and against ``consensus``
+    (empty for the method itself and where no pairs exist).
     """
-    res = results[~results["metric"].isin(["n_test", "threshold"])]
+    res = results[~results["metric"].isin(["n_test", "threshold", "threshold_max"])]
     out = []
     for (scen, k, metric), g in res.groupby(["scenario", "k", "metric"], sort=True):
         corpus_level = (g["annotator"] == "").all()
         unit_cols = ["seed", "fold"] if corpus_level else ["annotator"]
         per_unit = g.groupby(["method", *unit_cols])["value"].mean()
-        base = per_unit.xs(baseline, level="method") if baseline in per_unit.index.get_level_values(0) else None
+        methods_here = set(per_unit.index.get_level_values(0))
+
+        def units_of(name):
+            return per_unit.xs(name, level="method") if name in methods_here else None
+
+        base, cons = units_of(baseline), units_of("consensus")
         sign = -1.0 if lower_is_better(metric) else 1.0
         for method, vals in per_unit.groupby(level="method", sort=True):
             v = vals.droplevel("method")
             lo, hi = bootstrap_ci(v.to_numpy(), n_boot=n_boot, level=level, seed=seed)
-            gain = p = np.nan
-            if base is not None and method != baseline:
-                common = v.index.intersection(base.index)
-                if len(common):
-                    a, b = v.loc[common].to_numpy(), base.loc[common].to_numpy()
-                    gain = float(np.nanmean(sign * (a - b)))
-                    p = paired_wilcoxon(a, b)
-            out.append((method, scen, int(k), metric, "seed/fold" if corpus_level else "listener", int(v.notna().sum()),
-                        float(np.nanmean(v.to_numpy())) if v.notna().any() else np.nan, lo, hi, gain, p))
+            gain, p = _paired(v, base, sign) if method != baseline else (np.nan, np.nan)
+            p_cons = _paired(v, cons, sign)[1] if method != "consensus" else np.nan
+            out.append((method, scen, int(k), metric,
+                        float(np.nanmean(v.to_numpy())) if v.notna().any() else np.nan, lo, hi, p_cons,
+                        "seed/fold" if corpus_level else "listener", int(v.notna().sum()), baseline, gain, p))
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
+def _paired(v: pd.Series, ref: pd.Series | None, sign: float) -> tuple[float, float]:
+    """(mean signed gain, Wilcoxon p) of ``v`` against ``ref`` on their common units."""
+    if ref is None:
+        return np.nan, np.nan
+    common = v.index.intersection(ref.index)
+    if not len(common):
+        return np.nan, np.nan
+    a, b = v.loc[common].to_numpy(), ref.loc[common].to_numpy()
+    return float(np.nanmean(sign * (a - b))), paired_wilcoxon(a, b)
 
 
 def listener_gains(results: pd.DataFrame, metric: str, scenario: str, k: int, baseline: str = "consensus") -> pd.DataFrame:
