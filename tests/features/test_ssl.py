@@ -11,6 +11,7 @@ import torch  # noqa: E402
 
 from perser.errors import FeatureError  # noqa: E402
 from perser.features import extract  # noqa: E402
+from perser.features.base import Job  # noqa: E402
 
 from .conftest import save_tiny_model, voice, write_voices  # noqa: E402
 
@@ -120,3 +121,80 @@ def test_bad_and_too_short_clips_fail_alone(tmp_path):
         feats = extract(paths + [tiny, broken], f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", progress=False)
     assert feats.clip_ids.tolist() == [str(p) for p in paths]
     assert "too short" in feats.failures[str(tiny)] and "unreadable" in feats.failures[str(broken)]
+
+
+# ----------------------------------------------------------- forward passes
+def recording_extractor(model_dir, **settings):
+    """An SSLExtractor on the CPU whose model records every forward pass's input: ``(rows, padded, valid)``."""
+    from perser.features.ssl_models import SSLExtractor
+
+    ex = SSLExtractor(model_dir, device="cpu", **settings)
+    passes: list[tuple[int, int, list[int]]] = []
+
+    def hook(module, args, kwargs):
+        x = kwargs["input_values"]
+        mask = kwargs.get("attention_mask")
+        valid = mask.sum(dim=1).tolist() if mask is not None else [x.shape[1]] * x.shape[0]
+        passes.append((x.shape[0], x.shape[1], [int(v) for v in valid]))
+
+    ex.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return ex, passes
+
+
+def run_jobs(ex, paths) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    out, errs = {}, {}
+
+    def sink(digest, y, err):
+        if err is None:
+            out[digest] = y
+        else:
+            errs[digest] = err
+
+    ex.run([Job(str(p), str(p)) for p in paths], sink)
+    return out, errs
+
+
+def write_lengths(folder, seconds) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, s in enumerate(seconds):
+        paths.append(folder / f"c{i}.wav")
+        sf.write(paths[-1], voice(s, seed=i), 16000, subtype="FLOAT")
+    return paths
+
+
+def test_chunked_batches_respect_the_cap_and_equal_each_clip_alone(tmp_path):
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    # chunks of <= 0.5 s: 2.2 s -> 5 rows (more than the cap alone), 1.4 -> 3, 0.7 -> 2, 0.6 -> 2, 0.3 -> 1
+    paths = write_lengths(tmp_path / "a", [0.7, 2.2, 0.3, 1.4, 0.6])
+    cap, sr = 1.5, 16000
+    ex, passes = recording_extractor(model, chunk_seconds=0.5, max_batch_seconds=cap, batch_size=8)
+    batches = ex._batches([Job(str(p), str(p)) for p in paths], None)
+    together, errs = run_jobs(ex, paths)
+    assert not errs and len(together) == len(paths)
+    # a batch of several clips that each need several chunks exists, and so does a clip split over passes
+    multi = [b for b in batches if len(b) > 1]
+    assert any(all(sf.info(j.path).duration > 0.5 for j in b) for b in multi)
+    rows_per_clip = {str(p): int(np.ceil(sf.info(p).duration / 0.5)) for p in paths}
+    assert sum(rows_per_clip.values()) == sum(r for r, _, _ in passes)
+    assert len(passes) > len(batches)
+    for rows, padded, _ in passes:  # no forward pass above the cap, counting padding
+        assert rows <= 8 and rows * padded <= cap * sr
+    # the same numbers as each clip alone in one pass (no cap to speak of)
+    alone_ex, alone_passes = recording_extractor(model, chunk_seconds=0.5, max_batch_seconds=100.0, batch_size=8)
+    for p in paths:
+        alone, _ = run_jobs(alone_ex, [p])
+        np.testing.assert_allclose(together[str(p)], alone[str(p)], rtol=1e-4, atol=1e-5)
+    assert len(alone_passes) == len(paths)  # one pass per clip: the cap is what split them above
+
+
+def test_clips_reach_the_model_longest_first(tmp_path):
+    model = save_tiny_model(tmp_path / "m", "hubert")
+    seconds = [0.45, 0.9, 0.3, 0.75, 0.6, 1.05]
+    paths = write_lengths(tmp_path / "a", seconds)
+    ex, passes = recording_extractor(model, batch_size=2)
+    out, errs = run_jobs(ex, paths)
+    assert not errs and len(out) == len(paths)
+    fed = [v for _, _, valid in passes for v in valid]
+    assert fed == sorted((int(round(s * 16000)) for s in seconds), reverse=True)
+    assert [r for r, _, _ in passes] == [2, 2, 2]

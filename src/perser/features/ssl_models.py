@@ -19,7 +19,10 @@ extractor says, sorted by length and run in batches. Models that accept attentio
 (``return_attention_mask`` in their feature extractor, or ``feat_extract_norm="layer"``)
 get padded batches with masks; the others are only batched with clips of identical
 length, because padding would change their outputs. Clips longer than ``chunk_seconds``
-are cut into near-equal chunks whose frames are pooled together.
+are cut into near-equal chunks whose frames are pooled together. Every chunk is a row of a
+forward pass and counts against ``batch_size`` and ``max_batch_seconds``: the chunks of a
+batch (even of one clip longer than the cap) run in as many passes as the cap needs, their
+frames pooled across passes.
 """
 
 from __future__ import annotations
@@ -119,11 +122,13 @@ class SSLExtractor(Extractor):
     precision : {"auto", "fp32", "fp16", "bf16"}
         ``"auto"`` is fp16 on a GPU and fp32 on a CPU. Part of the store key.
     batch_size : int
-        Most clips (or chunks) per forward pass.
+        Most rows (clips, or chunks of long clips) per forward pass.
     max_batch_seconds : float
-        Most audio per forward pass, counted as ``batch size x longest clip``.
+        Most audio per forward pass, counted as ``rows x longest row`` (padding included),
+        every chunk of a long clip a row.
     chunk_seconds : float
-        Longer clips are cut into near-equal chunks of at most this length.
+        Longer clips are cut into near-equal chunks of at most this length; at most
+        ``max_batch_seconds``.
     max_duration : float, optional
         Longer files fail with an error.
     digest : callable, optional
@@ -151,6 +156,11 @@ class SSLExtractor(Extractor):
             raise FeatureError(f"unknown precision {precision!r}; expected auto, fp32, fp16 or bf16")
         if batch_size < 1 or chunk_seconds <= 0:
             raise FeatureError("batch_size must be >= 1 and chunk_seconds > 0")
+        if chunk_seconds > max_batch_seconds:
+            raise FeatureError(
+                f"chunk_seconds ({chunk_seconds}) exceeds max_batch_seconds ({max_batch_seconds}): "
+                "one chunk would not fit in a forward pass"
+            )
         self.spec = f"ssl:{model}"
         self.model_dir = resolve_model_dir(model)
         self.pooling = pooling
@@ -261,8 +271,18 @@ class SSLExtractor(Extractor):
             x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
         return split_chunks(x.astype(np.float32), int(self.chunk_seconds * self.sample_rate)), None
 
+    def _rows(self, duration: float) -> tuple[int, float]:
+        """Chunks a clip of ``duration`` seconds makes, and the length of each (seconds)."""
+        n = max(1, int(np.ceil(duration / self.chunk_seconds)))
+        return n, duration / n
+
     def _batches(self, jobs: list[Job], sink: Sink) -> list[list[Job]]:
-        """Jobs sorted by length (longest first) and grouped into batches; unreadable ones go to ``sink``."""
+        """Jobs sorted by length (longest first) and grouped into batches; unreadable ones go to ``sink``.
+
+        A batch holds at most ``batch_size`` rows and ``max_batch_seconds`` of padded rows,
+        counting every chunk of a long clip; a clip that alone exceeds either is a batch of
+        its own (its chunks then run in several forward passes, see :meth:`_passes`).
+        """
         lengths = []
         for job in jobs:
             try:
@@ -274,17 +294,36 @@ class SSLExtractor(Extractor):
         lengths.sort(key=lambda t: -t[0])
         batches: list[list[Job]] = []
         cur: list[Job] = []
-        cur_max = 0.0
+        cur_rows, cur_max = 0, 0.0
         for dur, job in lengths:
-            dur = min(dur, self.chunk_seconds)
-            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * max(cur_max, dur) > self.max_batch_seconds):
+            n, row = self._rows(dur)
+            rows, longest = cur_rows + n, max(cur_max, row)
+            if cur and (rows > self.batch_size or rows * longest > self.max_batch_seconds):
                 batches.append(cur)
-                cur, cur_max = [], 0.0
+                cur, cur_rows, cur_max = [], 0, 0.0
+                rows, longest = n, row
             cur.append(job)
-            cur_max = max(cur_max, dur)
+            cur_rows, cur_max = rows, longest
         if cur:
             batches.append(cur)
         return batches
+
+    def _passes(self, segs: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        """Rows (longest first) split into forward passes within ``batch_size`` and ``max_batch_seconds``."""
+        cap = self.max_batch_seconds * self.sample_rate
+        passes: list[list] = []
+        cur: list = []
+        cur_max = 0
+        for item in segs:
+            n = len(item[1])
+            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * max(cur_max, n) > cap):
+                passes.append(cur)
+                cur, cur_max = [], 0
+            cur.append(item)
+            cur_max = max(cur_max, n)
+        if cur:
+            passes.append(cur)
+        return passes
 
     def _forward(self, segments: list[np.ndarray]):
         """Sum and sum of squares over valid frames of every hidden layer, per segment: ``[L, B, D]``."""
@@ -326,13 +365,14 @@ class SSLExtractor(Extractor):
 
     def _run_batch(self, batch: list[tuple[Job, list[np.ndarray]]], sink: Sink) -> None:
         segs = [(k, seg) for k, (_, chunks) in enumerate(batch) for seg in chunks]
+        segs.sort(key=lambda item: -len(item[1]))  # stable: a clip's chunks stay in order
         if self.use_mask:
-            groups = [segs]
+            groups = self._passes(segs)
         else:  # no masks: only identical lengths share a forward pass
             by_len: dict[int, list] = {}
             for item in segs:
                 by_len.setdefault(len(item[1]), []).append(item)
-            groups = list(by_len.values())
+            groups = [p for same in by_len.values() for p in self._passes(same)]
         acc: dict[int, list] = {}
         for group in groups:
             s, ss, frames = self._forward([seg for _, seg in group])
