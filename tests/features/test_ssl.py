@@ -12,6 +12,7 @@ import torch  # noqa: E402
 from perser.errors import FeatureError  # noqa: E402
 from perser.features import extract  # noqa: E402
 from perser.features.base import Job  # noqa: E402
+from perser.features.store import FeatureStore, file_digest  # noqa: E402
 
 from .conftest import save_tiny_model, voice, write_voices  # noqa: E402
 
@@ -58,6 +59,28 @@ def test_mean_std_pooling_and_cache_keys(tmp_path):
     new = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
     assert new.n_computed == 2 and new.key != mean.key and not np.allclose(new.X, mean.X)
 
+
+
+def test_stored_mean_and_std_equal_the_hidden_states_statistics(tmp_path):
+    from transformers import AutoModel
+
+    model = save_tiny_model(tmp_path / "m", "wav2vec2")
+    paths = write_voices(tmp_path / "a", 1, seconds=(1.3, 1.3))
+    x, _ = sf.read(paths[0], dtype="float32")
+    x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    m = AutoModel.from_pretrained(model, local_files_only=True).eval()
+    with torch.inference_mode():
+        hs = torch.stack(m(torch.from_numpy(x[None]), output_hidden_states=True).hidden_states)[:, 0].double()
+    assert hs.shape[0] == 3 and hs.shape[1] > 50  # [layers + 1, frames, dim]
+    mean, std = hs.mean(dim=1).numpy(), hs.std(dim=1, unbiased=False).numpy()
+    assert (std > 1e-3).all()  # a real spread over frames, not a constant
+    for pooling, expected in [("mean", mean), ("mean+std", np.concatenate([mean, std], axis=-1))]:
+        feats = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu", pooling=pooling, progress=False)
+        assert feats.X.shape == (1, 3, expected.shape[-1])
+        stored = FeatureStore(tmp_path / "s").get(feats.key, file_digest(paths[0]))  # what the store holds
+        assert stored is not None and stored.shape == expected.shape
+        np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(feats.X[0], stored)
 
 def test_model_without_attention_mask_batches_equal_lengths_only(tmp_path):
     model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
