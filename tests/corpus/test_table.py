@@ -215,3 +215,56 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path):
         load(write_corpus(tmp_path / "a", ratings=ratings))
     c = load(write_corpus(tmp_path / "b", ratings=RATINGS.replace("c1,w2,hap", "\nc1,w2,hap") + "\n"))
     assert len(c.ratings) == 4
+
+
+def test_a_label_column_holds_the_one_class_space(tmp_path):
+    spec = {**SPEC, "label_spaces": [SPEC["label_spaces"][0], SPEC["label_spaces"][2]]}
+    named = RATINGS.replace(",tags,", ",").replace(",ang;hap,", ",").replace(",hap,3", ",3").replace(",neu,2", ",2")
+    named = named.replace(",,1.5", ",1.5")
+    generic = named.replace("annotator_id,emotion,", "annotator_id,label,", 1)
+    a = load(write_corpus(tmp_path / "a", spec=spec, ratings=named))
+    b = load(write_corpus(tmp_path / "b", spec=spec, ratings=generic))
+    pd.testing.assert_frame_equal(a.ratings, b.ratings)
+    assert list(b.ratings_in("emotion")["emotion"]) == ["ang", "hap", "neu"] and "label" not in b.ratings
+    # checked like the named column: a label outside the space names its line
+    with pytest.raises(CorpusError, match=r"ratings\.csv:6: label 'joy' of clip 'c2' by annotator 'w2'"):
+        load(write_corpus(tmp_path / "c", spec=spec, ratings=generic + "c2,w2,joy,3,3\n"))
+    # a multilabel space alone may use it too
+    tags = {**SPEC, "label_spaces": [SPEC["label_spaces"][1]]}
+    t = load(write_corpus(tmp_path / "d", spec=tags, ratings="clip_id,annotator_id,label\nc1,w1,ang;hap\nc2,w2,neu\n"))
+    assert list(t.ratings["tags"]) == ["ang;hap", "neu"]
+
+
+@pytest.mark.parametrize(
+    "spaces, header, pattern",
+    [
+        ([0, 1, 2], "clip_id,annotator_id,label,arousal,valence",
+         r"ratings\.csv: a 'label' column is ambiguous with several class spaces \('emotion', 'tags'\)"),
+        ([0, 2], "clip_id,annotator_id,label,emotion,arousal,valence",
+         r"ratings\.csv: has both a 'label' and a 'emotion' column for label space 'emotion'"),
+        ([2], "clip_id,annotator_id,label,arousal,valence",
+         r"ratings\.csv: has a 'label' column, but corpus\.yaml declares no categorical or multilabel space"),
+    ],
+)
+def test_an_ambiguous_label_column_is_an_error(tmp_path, spaces, header, pattern):
+    spec = {**SPEC, "label_spaces": [SPEC["label_spaces"][i] for i in spaces]}
+    n = header.count(",") + 1
+    row = ",".join(["c1", "w1"] + ["ang" if h in ("label", "emotion") else "3" for h in header.split(",")[2:]])
+    assert row.count(",") + 1 == n
+    with pytest.raises(CorpusError, match=pattern):
+        load(write_corpus(tmp_path / "c", spec=spec, ratings=f"{header}\n{row}\n"))
+
+
+def test_unknown_corpus_yaml_keys_warn_and_licence_is_license(tmp_path):
+    spec = {k: v for k, v in SPEC.items() if k != "license"}
+    spec.update(licence="CC0-1.0", autor="me", citaton="x")
+    with pytest.warns(PerserWarning, match=r"2 unknown key\(s\) in .*corpus\.yaml ignored .*\(e\.g\. 'autor', 'citaton'\)"):
+        c = load(write_corpus(tmp_path / "a", spec=spec))
+    assert c.meta["license"] == "CC0-1.0" and "licence" not in c.meta and "autor" not in c.meta
+    back = table.write(c, tmp_path / "out")
+    assert yaml.safe_load((back / "corpus.yaml").read_text())["license"] == "CC0-1.0"
+    with warnings.catch_warnings():  # licence alone is no unknown key
+        warnings.simplefilter("error")
+        load(write_corpus(tmp_path / "b", spec={**SPEC, "licence": SPEC["license"]}))
+    with pytest.raises(CorpusError, match=r"corpus\.yaml: license 'CC-BY-4\.0' and licence 'MIT' differ"):
+        load(write_corpus(tmp_path / "c", spec={**SPEC, "licence": "MIT"}))

@@ -5,14 +5,16 @@ A folder with
 ``corpus.yaml``
     ``name``, ``label_spaces`` (a list of ``{name, kind, classes}`` or
     ``{name, kind: dimensional, dimensions, scale: [low, high]}``), optional
-    ``license``, ``citation``, ``description`` and ``meta`` (a mapping).
+    ``license`` (or ``licence``), ``citation``, ``description`` and ``meta`` (a
+    mapping). Other keys are ignored with a counted warning naming them.
 ``clips.csv``
     ``clip_id,path,speaker`` and optional ``split``, ``session``, ``fold``,
     ``duration``, ``gender``; paths relative to the folder (absolute paths are kept).
 ``ratings.csv``
     ``clip_id,annotator_id`` and, per label space, a column named after a class space
     (multilabel: classes joined by ``;``) or one numeric column per dimension; optional
-    ``is_self``, ``secondary``, ``other_text``.
+    ``is_self``, ``secondary``, ``other_text``. When the corpus has exactly one
+    categorical or multilabel space, its column may instead be called ``label``.
 ``annotators.csv`` (optional)
     ``annotator_id`` and any per-annotator columns (the demo records perception styles).
 
@@ -32,10 +34,14 @@ from perser._io import atomic_dir
 from perser.corpus._release import read_csv  # the shared CSV reader (perser.cli.method_cmd imports it from here)
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.corpus.validate import validate_corpus
-from perser.errors import CorpusError
+from perser.errors import CorpusError, SkipLog
 
 FILES = ("corpus.yaml", "clips.csv", "ratings.csv")
 RESERVED_RATING_COLUMNS = {"clip_id", "annotator_id", "is_self", "secondary", "other_text"}
+#: the keys ``corpus.yaml`` may hold (``licence`` is read as ``license``)
+SPEC_KEYS = ("name", "label_spaces", "license", "licence", "citation", "description", "meta")
+#: the generic name of the class column in ``ratings.csv`` (for a corpus with one class space)
+LABEL_COLUMN = "label"
 
 
 def detect(path: Path) -> bool:
@@ -53,8 +59,14 @@ def read_rows(path: Path, **kw) -> tuple[pd.DataFrame, np.ndarray]:
     return df, lines
 
 
-def read_spec(path: Path) -> dict:
-    """Read and check ``corpus.yaml``."""
+def read_spec(path: Path, log: SkipLog | None = None) -> dict:
+    """Read and check ``corpus.yaml``.
+
+    ``licence`` is returned as ``license``; keys outside :data:`SPEC_KEYS` are counted
+    in ``log`` (one warning naming them; emitted here when no ``log`` is given).
+    """
+    own = log is None
+    log = SkipLog("table") if own else log
     f = path / "corpus.yaml"
     try:
         spec = yaml.safe_load(f.read_text(encoding="utf-8"))
@@ -75,6 +87,16 @@ def read_spec(path: Path) -> dict:
             raise CorpusError(f"{f}: label space {i} has no name")
     if spec.get("meta") is not None and not isinstance(spec["meta"], dict):
         raise CorpusError(f"{f}: meta must be a mapping")
+    if "licence" in spec:
+        lic = spec.pop("licence")
+        if spec.get("license") not in (None, lic):
+            raise CorpusError(f"{f}: license {spec['license']!r} and licence {lic!r} differ; keep one")
+        spec["license"] = lic
+    unknown = [str(k) for k in spec if k not in SPEC_KEYS]
+    for k in unknown:
+        log.add(f"unknown key(s) in {f} ignored (known: {', '.join(SPEC_KEYS)})", repr(k))
+    if own:
+        log.emit(stacklevel=2)
     return spec
 
 
@@ -112,7 +134,9 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     ``check_audio`` (default True) checks that every clip's audio file exists.
     """
     path = Path(path)
-    spec = read_spec(path)
+    log = SkipLog("table")
+    spec = read_spec(path, log)
+    log.emit(stacklevel=2)
     spaces = read_spaces(path, spec)
     fc, fr, fa = path / "clips.csv", path / "ratings.csv", path / "annotators.csv"
     clips, clip_lines = read_rows(fc, dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
@@ -127,7 +151,7 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     clips = make_clips(clips)
     clips["path"] = resolve_paths(clips["path"], path)
 
-    dtypes: dict = {"clip_id": str, "annotator_id": str}
+    dtypes: dict = {"clip_id": str, "annotator_id": str, LABEL_COLUMN: str}
     for s in spaces.values():
         if s.is_class:
             dtypes[s.name] = str
@@ -135,6 +159,8 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     for col in ("clip_id", "annotator_id"):
         if col not in ratings.columns:
             raise CorpusError(f"{fr}: missing column {col!r} (has {list(ratings.columns)})")
+    if LABEL_COLUMN in ratings.columns and LABEL_COLUMN not in spaces:
+        ratings = ratings.rename(columns={LABEL_COLUMN: _label_space(spaces, ratings, fr).name})
     for s in spaces.values():
         for c in s.columns:
             if c not in ratings.columns:
@@ -171,6 +197,27 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
             for d in s.dimensions:
                 corpus.ratings[d] = pd.to_numeric(corpus.ratings[d]).astype(np.float64)
     return corpus
+
+
+def _label_space(spaces: dict[str, LabelSpace], ratings: pd.DataFrame, fr: Path) -> LabelSpace:
+    """The one class space that a ``label`` column of ``ratings.csv`` holds; errors when not one."""
+    class_spaces = [s for s in spaces.values() if s.is_class]
+    if not class_spaces:
+        raise CorpusError(
+            f"{fr}: has a {LABEL_COLUMN!r} column, but corpus.yaml declares no categorical or multilabel space"
+        )
+    if len(class_spaces) > 1:
+        names = ", ".join(repr(s.name) for s in class_spaces)
+        raise CorpusError(
+            f"{fr}: a {LABEL_COLUMN!r} column is ambiguous with several class spaces ({names}); "
+            "name each class column after its space"
+        )
+    s = class_spaces[0]
+    if s.name in ratings.columns:
+        raise CorpusError(
+            f"{fr}: has both a {LABEL_COLUMN!r} and a {s.name!r} column for label space {s.name!r}; keep one"
+        )
+    return s
 
 
 def resolve_paths(paths: pd.Series, root: Path) -> pd.Series:
