@@ -82,6 +82,23 @@ def test_stored_mean_and_std_equal_the_hidden_states_statistics(tmp_path):
         np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
         np.testing.assert_array_equal(feats.X[0], stored)
 
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_on_cpu_is_close_to_fp32_under_its_own_key(precision, tmp_path):
+    # bf16 runs under CPU autocast; fp16 on a CPU casts the model and inputs to half
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    paths = write_voices(tmp_path / "a", 3, seconds=(0.5, 1.5))
+    store = tmp_path / "s"
+    full = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", precision="fp32", progress=False)
+    auto = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", precision="auto", progress=False)
+    assert auto.key == full.key and auto.n_reused == 3  # auto is fp32 on a CPU
+    half = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", precision=precision, progress=False)
+    assert half.key != full.key and half.n_computed == 3
+    assert half.X.dtype == np.float32 and np.isfinite(half.X).all()
+    assert not np.array_equal(half.X, full.X)  # the reduced precision really ran
+    scale = np.abs(full.X).max()
+    np.testing.assert_allclose(half.X, full.X, atol=0.02 * scale, rtol=0)
+
 def test_model_without_attention_mask_batches_equal_lengths_only(tmp_path):
     model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
     d = tmp_path / "a"
