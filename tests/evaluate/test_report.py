@@ -40,6 +40,9 @@ def test_run_folder_files(written):
     summ = pd.read_csv(folder / "summary.csv")
     assert list(summ.columns) == SUMMARY_COLUMNS
     assert summ.columns[7] == "p_vs_consensus" and set(summ["baseline"]) == {"consensus"}
+    dec = summ.groupby("metric")["decision"].agg(set)
+    assert dec["accuracy_argmax"] == {"argmax"} and dec["uar_balanced"] == {"balanced"}
+    assert dec["log_loss"] == dec["brier"] == {"probabilities"} and dec["retrieval"] == {"profile"}
     assert set(summ["scenario"]) == {"unseen", "seen"} and set(summ["k"]) == {5, 10}
     pd.testing.assert_frame_equal(summ, run.summary, check_dtype=False)
     doc = json.loads((folder / "run.json").read_text())
@@ -81,5 +84,6 @@ def test_terminal_summary(written):
     text = console.export_text()
     assert "unseen listeners" in text and "seen listeners" in text and "p: Wilcoxon vs consensus" in text
     assert "similar" in text and "consensus" in text and "retrieval" in text
+    assert "accuracy_argmax argmax, uar_balanced balanced, log_loss probabilities" in text
     row = run.summary.query("method == 'similar' and scenario == 'unseen' and k == 10 and metric == 'accuracy_argmax'")
     assert f"{row['mean'].iloc[0]:.3f} [{row['ci_low'].iloc[0]:.3f}, {row['ci_high'].iloc[0]:.3f}]" in text

@@ -226,6 +226,9 @@ def wide_summary(summary: pd.DataFrame, metrics: list[str], scenario: str) -> pd
     rows = []
     for (method, k), g in s.groupby(["method", "k"], sort=True):
         row = {"method": method, "K": int(k)}
+        thr = [d for d in g.get("decision", pd.Series(dtype=object)).dropna() if str(d).startswith("threshold")]
+        if thr:  # multilabel: the decision threshold behind this row's F1 values
+            row["threshold"] = thr[0].removeprefix("threshold").replace("(range over listeners)", "").strip()
         for m in metrics:
             r = g[g["metric"] == m]
             if r.empty:
@@ -239,6 +242,46 @@ def wide_summary(summary: pd.DataFrame, metrics: list[str], scenario: str) -> pd
     if not out.empty:
         out = out.sort_values(["K", "method"], kind="stable")
     return out
+
+
+def decisions(summary: pd.DataFrame, metrics: list[str] | None = None) -> dict[str, str]:
+    """Per metric, the decision its values use; where methods differ (multilabel
+    thresholds), each decision with its methods: ``threshold 0.5 (consensus); threshold 0.3 (meta)``."""
+    if "decision" not in summary.columns or not len(summary):
+        return {}
+    out = {}
+    for metric in metrics if metrics is not None else sorted(set(summary["metric"])):
+        g = summary[summary["metric"] == metric]
+        by: dict[str, list[str]] = {}
+        for method, d in zip(g["method"], g["decision"].fillna("")):
+            if d and method not in by.setdefault(d, []):
+                by[d].append(method)
+        if len(by) == 1:
+            out[metric] = next(iter(by))
+        elif by:
+            out[metric] = "; ".join(f"{d} ({', '.join(sorted(ms))})" for d, ms in by.items())
+    return out
+
+
+#: what each decision means, for the terminal caption and the report
+DECISION_MEANING = {
+    "argmax": "the most probable class",
+    "balanced": "distribution / listener's predicted label prior, then argmax",
+    "probabilities": "scores the predicted distribution, no decision",
+    "threshold": "a class is on when its probability >= threshold",
+    "values": "predicted values, no decision",
+    "profile": "the seen listener(s) the profile copies",
+}
+
+
+def decision_caption(summary: pd.DataFrame, metrics: list[str]) -> str:
+    """One line naming the decision of each metric in ``metrics`` (and what the decisions mean)."""
+    dec = decisions(summary, metrics)
+    if not dec:
+        return ""
+    used = {d.split()[0] for d in dec.values()}
+    meaning = "; ".join(f"{k}: {v}" for k, v in DECISION_MEANING.items() if k in used)
+    return "decision per metric: " + ", ".join(f"{m} {d}" for m, d in dec.items()) + f" ({meaning})"
 
 
 def wide_console():
@@ -270,6 +313,9 @@ def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "
         for _, r in w.iterrows():
             t.add_row(*[str(r[c]) if pd.notna(r[c]) else "" for c in w.columns])
         console.print(t)
+        caption = decision_caption(summary[summary["scenario"] == scen], metrics)
+        if caption:
+            console.print(caption, highlight=False, soft_wrap=True)
 
 
 def _html_table(df: pd.DataFrame) -> str:
@@ -374,7 +420,9 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                 plots[scen] = p
             plots["other"] = [("Retrieval rate of a same-style seen listener (unseen listeners)",
                                plot_retrieval(summary, chance))]
-            descriptions = {m: DESCRIPTIONS.get(base_metric(m), "") for m in sorted(set(summary["metric"]))}
+            dec = decisions(summary)
+            descriptions = {m: DESCRIPTIONS.get(base_metric(m), "") + (f"; decision: {dec[m]}" if dec.get(m) else "")
+                            for m in sorted(set(summary["metric"]))}
             headline = (f"Label space {data.space.name!r} ({data.space.kind}); {len(data.clips)} clips, "
                         f"{len(data.ratings)} ratings; methods {', '.join(sorted(set(summary['method'])))}; "
                         f"K {sorted(set(results['k']))} (largest {kmax}); seeds {cfg.seeds}; "

@@ -31,6 +31,18 @@ extra ones:
     ``p_vs_consensus``);
 ``gain_vs_baseline, p_vs_baseline``
     mean paired gain (positive = better) and Wilcoxon p-value against ``baseline``;
+``decision``
+    how the metric turns predictions into labels: ``argmax``, ``balanced``
+    (distribution divided by the listener's predicted label prior), ``probabilities``
+    (log-loss, Brier: no decision), ``threshold 0.5`` (multilabel: a class is on when
+    its probability reaches the threshold; a range ``threshold 0.3-0.6 (range over
+    listeners)`` when the method's threshold varies), ``values`` (dimensional) or
+    ``profile`` (retrieval).
+
+Multilabel runs also write ``threshold`` rows to ``results.csv``: the decision
+threshold behind that listener's F1 values (with pooled folds whose thresholds
+differ, each fold's predictions are decided with their own threshold, ``threshold``
+is the lowest and ``threshold_max`` the highest).
 """
 
 from __future__ import annotations
@@ -55,7 +67,11 @@ from perser.evaluate.runner import Block
 RESULT_COLUMNS = ["method", "scenario", "k", "seed", "fold", "annotator", "metric", "value"]
 #: the issue's columns first (method ... p_vs_consensus), then the extra ones
 SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "mean", "ci_low", "ci_high", "p_vs_consensus",
-                   "unit", "n", "baseline", "gain_vs_baseline", "p_vs_baseline"]
+                   "unit", "n", "baseline", "gain_vs_baseline", "p_vs_baseline", "decision"]
+
+#: results.csv rows that describe a listener's test set or decision, not metrics
+NOT_METRICS = ("n_test", "threshold", "threshold_max")
+MULTILABEL_METRICS = frozenset({"macro_f1", "micro_f1", "subset_accuracy"})
 
 
 def base_metric(metric: str) -> str:
@@ -65,6 +81,31 @@ def base_metric(metric: str) -> str:
 
 def lower_is_better(metric: str) -> bool:
     return base_metric(metric) in LOWER_IS_BETTER
+
+
+def metric_decision(metric: str) -> str:
+    """How ``metric`` turns predictions into labels (multilabel: ``threshold``, refined by :func:`summarize`)."""
+    b = base_metric(metric)
+    if b.endswith("_argmax"):
+        return "argmax"
+    if b.endswith("_balanced"):
+        return "balanced"
+    if b in LOWER_IS_BETTER:
+        return "probabilities"
+    if b in MULTILABEL_METRICS:
+        return "threshold"
+    if b in ("ccc", "ccc_con"):
+        return "values"
+    if b == "retrieval":
+        return "profile"
+    return ""
+
+
+def threshold_text(lo: float, hi: float) -> str:
+    """``threshold 0.5`` or ``threshold 0.3-0.6 (range over listeners)``."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "threshold"
+    return f"threshold {lo:g}" if lo == hi else f"threshold {lo:g}-{hi:g} (range over listeners)"
 
 
 def _metrics(space, y, proba, values, threshold) -> dict[str, float]:
@@ -110,10 +151,18 @@ def score_blocks(
         y = np.concatenate([b.y for b in bs])
         proba = None if bs[0].proba is None else np.concatenate([b.proba for b in bs])
         values = None if bs[0].values is None else np.concatenate([b.values for b in bs])
-        for metric, value in _metrics(space, y, proba, values, bs[0].threshold).items():
+        thresholds = [float(b.threshold) for b in bs]
+        thr = thresholds[0]
+        if space.kind == "multilabel" and len(set(thresholds)) > 1:
+            # pooled folds decided with different thresholds: each fold's own decision, then one F1
+            proba = np.concatenate([(b.proba >= b.threshold).astype(np.float64) for b in bs])
+            thr = 0.5
+        for metric, value in _metrics(space, y, proba, values, thr).items():
             rows.append((*key, metric, value))
         if space.kind == "multilabel":  # the decision threshold behind the F1 values of this row group
-            rows.append((*key, "threshold", float(bs[0].threshold)))
+            rows.append((*key, "threshold", min(thresholds)))
+            if max(thresholds) != min(thresholds):
+                rows.append((*key, "threshold_max", max(thresholds)))
         rows.append((*key, "n_test", float(len(y))))
     # retrieval: did the method's profile name a seen listener of the listener's own style?
     styles = None
@@ -181,7 +230,9 @@ def summarize(
     p-values on the paired units against ``baseline`` and against ``consensus``
     (empty for the method itself and where no pairs exist).
     """
-    res = results[~results["metric"].isin(["n_test", "threshold", "threshold_max"])]
+    res = results[~results["metric"].isin(NOT_METRICS)]
+    thr = results[results["metric"].isin(["threshold", "threshold_max"])]
+    thr_range = thr.groupby(["method", "scenario", "k"])["value"].agg(["min", "max"]) if len(thr) else None
     out = []
     for (scen, k, metric), g in res.groupby(["scenario", "k", "metric"], sort=True):
         corpus_level = (g["annotator"] == "").all()
@@ -199,9 +250,13 @@ def summarize(
             lo, hi = bootstrap_ci(v.to_numpy(), n_boot=n_boot, level=level, seed=seed)
             gain, p = _paired(v, base, sign) if method != baseline else (np.nan, np.nan)
             p_cons = _paired(v, cons, sign)[1] if method != "consensus" else np.nan
+            decision = metric_decision(metric)
+            if decision == "threshold" and thr_range is not None and (method, scen, k) in thr_range.index:
+                decision = threshold_text(*thr_range.loc[(method, scen, k)].to_numpy(dtype=float))
             out.append((method, scen, int(k), metric,
                         float(np.nanmean(v.to_numpy())) if v.notna().any() else np.nan, lo, hi, p_cons,
-                        "seed/fold" if corpus_level else "listener", int(v.notna().sum()), baseline, gain, p))
+                        "seed/fold" if corpus_level else "listener", int(v.notna().sum()), baseline, gain, p,
+                        decision))
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
