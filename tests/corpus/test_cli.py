@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import pandas as pd
@@ -8,7 +9,9 @@ from typer.testing import CliRunner
 from perser.cli import corpus_cmd
 from perser.corpus import table
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
+from perser.errors import ConfigError
 from perser.testing.cli import command_app
+from perser.testing.corpora import load_quietly, write_crema_d
 
 
 @pytest.fixture()
@@ -148,3 +151,56 @@ def test_counted_warnings_are_printed_as_one_line_each(app, tmp_path):
     warn = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warn) == 1 and "2 annotator(s) rate clips but are not in annotators.csv (e.g. b, c)" in warn[0]
     assert json.loads(res.stdout)["n_annotators"] == 3
+
+
+def test_loader_options_reach_the_loader(app, tmp_path):
+    from perser.corpus.stats import describe
+
+    fx = write_crema_d(tmp_path / "crema", seed=3)
+    runner = CliRunner()
+    got = []
+    for opts in ([], ["--option", "modality=face"], ["-o", "modality=1", "-o", "max_first_click_s=10"]):
+        res = runner.invoke(app, ["corpus", "stats", str(fx.root), "--json", *opts])
+        assert res.exit_code == 0, res.output
+        got.append(json.loads(res.stdout))
+    expected = [describe(load_quietly(fx, **kw)) for kw in
+                ({}, {"modality": "face"}, {"modality": "voice", "max_first_click_s": 10})]
+    assert got == json.loads(json.dumps(expected))
+    assert got[0] != got[1] and got[2]["n_ratings"] == got[0]["n_ratings"] - fx.quirks["slow_first_click"]
+    out = tmp_path / "face"
+    res = runner.invoke(app, ["corpus", "convert", str(fx.root), str(out), "--option", "modality=face"])
+    assert res.exit_code == 0, res.output
+    assert table.load(out, check_audio=False).meta["modality"] == "face"
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("modalty=face", r"the crema-d loader has no option 'modalty'; it accepts: modality \(default 'voice'\), "),
+        ("modality", r"--option 'modality' is not KEY=VALUE"),
+        ("=face", r"--option '=face' is not KEY=VALUE"),
+        ("modality=[face, voice]", r"the value must be a single value, not a YAML list"),
+    ],
+)
+def test_bad_loader_options_are_named(app, tmp_path, option, message):
+    fx = write_crema_d(tmp_path / "crema", seed=3)
+    for cmd in (["stats", str(fx.root)], ["convert", str(fx.root), str(tmp_path / "out")]):
+        res = CliRunner().invoke(app, ["corpus", *cmd, "--option", option])
+        assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+        assert re.search(message, str(res.exception)), str(res.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_option_values_are_yaml_scalars():
+    got = corpus_cmd.parse_options(["a=true", "b=10", "c=2.5", "d=face", "e=", "f=null", "g='10'", "h=x=y"])
+    assert got == {"a": True, "b": 10, "c": 2.5, "d": "face", "e": None, "f": None, "g": "10", "h": "x=y"}
+    with pytest.raises(ConfigError, match="--option a is given twice"):
+        corpus_cmd.parse_options(["a=1", "a=2"])
+
+
+def test_load_corpus_refuses_an_option_its_loader_lacks(tmp_path):
+    from perser import load_corpus
+
+    fx = write_crema_d(tmp_path / "crema", seed=3)
+    with pytest.raises(ConfigError, match=r"the crema-d loader has no option 'flip_arousal'"):
+        load_corpus(fx.root, flip_arousal=True)

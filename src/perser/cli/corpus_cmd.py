@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -22,14 +22,49 @@ corpus_app = typer.Typer(
 FORMAT_HELP = "Corpus format (table, iemocap, msp-podcast, msp-improv, crema-d); detected from the layout when omitted."
 
 
-def _load(path: Path, fmt: Optional[str], err: Console):
-    from perser.corpus.formats import detect_format, load_corpus
+OPTION_HELP = ("A loader option KEY=VALUE (repeatable; VALUE read as a YAML scalar), e.g. modality=face for "
+               "CREMA-D, secondary=true for MSP-Podcast; see the format's loader for its options.")
 
+
+def parse_options(items: Optional[List[str]]) -> dict[str, Any]:
+    """``["modality=face", "max_first_click_s=10"]`` -> ``{"modality": "face", "max_first_click_s": 10}``.
+
+    Each value is parsed as a YAML scalar (``true``, ``10``, ``2.5``, ``null``; anything
+    else stays a string); a missing ``=``, an empty key, a repeated key or a non-scalar
+    value raise :class:`~perser.errors.ConfigError` naming the item.
+    """
+    import yaml
+
+    from perser.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r} is not KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"--option {key} is given twice")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"--option {item!r}: the value must be a single value, not a YAML {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def _load(path: Path, fmt: Optional[str], err: Console, options: Optional[dict] = None):
+    from perser.corpus.formats import check_options, detect_format, load_corpus
+
+    options = options or {}
     if fmt is None:
         fmt = detect_format(path)
         err.print(f"detected format: {fmt}", style="dim", highlight=False)
+    check_options(fmt, options)  # before the status line: a typo fails at once
     with err.status(f"loading {path} ...") if err.is_terminal else contextlib.nullcontext():
-        return load_corpus(path, format=fmt)
+        return load_corpus(path, format=fmt, **options)
 
 
 def _fmt(v) -> str:
@@ -118,13 +153,15 @@ def stats_cmd(
     path: Path = typer.Argument(..., help="Corpus root folder."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON instead of tables."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE", help=OPTION_HELP),
 ) -> None:
     """Print the shape of a corpus and its agreement figures."""
     from perser.corpus.stats import describe
 
+    options = parse_options(option)
     out, err = Console(), Console(stderr=True)
     with report_warnings(err):
-        corpus = _load(path, format, err)
+        corpus = _load(path, format, err, options)
         d = describe(corpus)
     if as_json:
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
@@ -138,17 +175,19 @@ def convert_cmd(
     out: Path = typer.Argument(..., help="Folder to write the table-format corpus to."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE", help=OPTION_HELP),
 ) -> None:
     """Write any supported corpus in perser's plain table format (audio is referenced, not copied)."""
     from perser.corpus.table import write
 
     from perser.errors import CorpusError
 
+    options = parse_options(option)
     if out.exists() and not overwrite:
         raise CorpusError(f"{out} exists; pass --overwrite to replace it")
     err = Console(stderr=True)
     with report_warnings(err):
-        corpus = _load(path, format, err)
+        corpus = _load(path, format, err, options)
         write(corpus, out, overwrite=overwrite)
     typer.echo(f"wrote {out} ({len(corpus.clips):,} clips, {len(corpus.ratings):,} ratings, "
                f"{corpus.ratings['annotator_id'].nunique():,} annotators)")

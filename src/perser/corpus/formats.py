@@ -11,12 +11,13 @@ Each format lives in its own module ``perser.corpus.<module>`` exposing
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 from perser.corpus.model import Corpus
-from perser.errors import CorpusError
+from perser.errors import ConfigError, CorpusError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,26 @@ def detect_format(path: str | Path) -> str:
     return found[0]
 
 
+def loader_options(format: str) -> dict[str, Any]:
+    """The options that format ``format``'s loader accepts, with their defaults."""
+    sig = inspect.signature(_module(format).load)
+    return {n: p.default for n, p in list(sig.parameters.items())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_options(format: str, options: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming any option that format ``format``'s loader does not accept."""
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(_module(format).load).parameters.values()):
+        return  # a loader taking **options checks them itself
+    known = loader_options(format)
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        accepted = ", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "none"
+        raise ConfigError(
+            f"the {format} loader has no option {', '.join(map(repr, unknown))}; it accepts: {accepted}"
+        )
+
+
 def load_corpus(path: str | Path, format: str | None = None, **options: Any) -> Corpus:
     """Load a corpus from ``path``.
 
@@ -72,12 +93,14 @@ def load_corpus(path: str | Path, format: str | None = None, **options: Any) -> 
         One of :data:`FORMATS`; ``None`` detects it from the layout and logs the choice
         (the chosen name is stored in ``corpus.meta["format"]``).
     **options:
-        Passed to the format's ``load`` (e.g. ``modality="voice"`` for CREMA-D).
+        Passed to the format's ``load`` (e.g. ``modality="voice"`` for CREMA-D); an
+        option it does not accept raises :class:`~perser.errors.ConfigError` listing those it does.
     """
     path = Path(path)
     if format is None:
         format = detect_format(path)
         log.info("detected corpus format %r at %s", format, path)
+    check_options(format, options)
     corpus = _module(format).load(path, **options)
     source = corpus.meta.get("format")
     if source and source != format:  # e.g. an IEMOCAP copy converted to the table format
