@@ -180,3 +180,16 @@ def test_corpus_clip_without_path_is_reported(voices, tmp_path):
     with pytest.warns(PerserWarning, match="1 clip"):
         feats = extract(corpus, "egemaps", cache_dir=tmp_path, progress=False)
     assert feats.clip_ids.tolist() == ["a"] and "no audio path" in feats.failures["b"]
+
+
+def test_store_key_records_the_opensmile_version(monkeypatch):
+    import perser.features.base as base
+    from perser.features import make_extractor
+
+    from importlib.metadata import version
+
+    real = make_extractor("egemaps").key
+    assert make_extractor("egemaps").settings()["opensmile"] == version("opensmile")
+    monkeypatch.setattr(base, "_dist_version", lambda name: "0.0.1" if name == "opensmile" else version(name))
+    upgraded = make_extractor("egemaps")
+    assert upgraded.settings()["opensmile"] == "0.0.1" and upgraded.key != real

@@ -99,6 +99,37 @@ def test_half_precision_on_cpu_is_close_to_fp32_under_its_own_key(precision, tmp
     scale = np.abs(full.X).max()
     np.testing.assert_allclose(half.X, full.X, atol=0.02 * scale, rtol=0)
 
+
+def fake_version(monkeypatch, name: str, fake: str) -> None:
+    """Pretend the installed ``name`` is version ``fake`` (as importlib.metadata would report)."""
+    import perser.features.base as base
+
+    real = base._dist_version
+    monkeypatch.setattr(base, "_dist_version", lambda n: fake if n == name else real(n))
+
+
+def test_store_key_records_torch_and_transformers_versions(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    from perser.features.ssl_models import SSLExtractor
+
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    paths = write_voices(tmp_path / "a", 2, seconds=(0.5, 0.8))
+    store = tmp_path / "s"
+    first = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+    ex = SSLExtractor(model, device="cpu")
+    assert ex.settings()["transformers"] == version("transformers") and ex.settings()["torch"] == version("torch")
+    assert ex.key == first.key
+    with monkeypatch.context() as mp:
+        fake_version(mp, "transformers", "0.0.1")
+        upgraded = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+        assert upgraded.key != first.key and (upgraded.n_computed, upgraded.n_reused) == (2, 0)
+    with monkeypatch.context() as mp:
+        fake_version(mp, "torch", "0.0.1")
+        assert SSLExtractor(model, device="cpu").key not in (first.key, upgraded.key)
+    again = extract(paths, f"ssl:{model}", cache_dir=store, device="cpu", progress=False)
+    assert again.key == first.key and again.n_reused == 2
+
 def test_model_without_attention_mask_batches_equal_lengths_only(tmp_path):
     model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
     d = tmp_path / "a"

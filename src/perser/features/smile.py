@@ -17,7 +17,7 @@ import numpy as np
 
 from perser.audio import SILENCE_PEAK, read_audio
 from perser.errors import FeatureError
-from perser.features.base import Extractor, Job, Sink
+from perser.features.base import Extractor, Job, Sink, library_versions
 
 __all__ = ["OpenSmileExtractor", "FEATURE_SETS"]
 
@@ -107,14 +107,12 @@ class OpenSmileExtractor(Extractor):
         self._smile = None
 
     def settings(self) -> dict:
-        from importlib.metadata import version
-
         # max_duration and silence_peak decide which files fail, not the numbers of those that do not
         return {
             "extractor": "opensmile",
             "feature_set": self.feature_set,
             "level": "functionals",
-            "opensmile": version("opensmile"),
+            **library_versions("opensmile"),
             "sample_rate": self.sample_rate,
         }
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from perser.audio import SILENCE_PEAK, audio_info, read_audio, split_chunks
 from perser.errors import FeatureError
-from perser.features.base import Extractor, Job, Sink
+from perser.features.base import Extractor, Job, Sink, library_versions
 from perser.features.store import file_digest
 
 __all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "POOLINGS"]
@@ -216,6 +216,7 @@ class SSLExtractor(Extractor):
             "normalize": self.normalize,
             "attention_mask": self.use_mask,
             "chunk_seconds": self.chunk_seconds,
+            **library_versions("torch", "transformers"),  # an upgrade may change the numbers
         }
 
     def meta(self) -> dict:
