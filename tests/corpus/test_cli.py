@@ -204,3 +204,29 @@ def test_load_corpus_refuses_an_option_its_loader_lacks(tmp_path):
     fx = write_crema_d(tmp_path / "crema", seed=3)
     with pytest.raises(ConfigError, match=r"the crema-d loader has no option 'flip_arousal'"):
         load_corpus(fx.root, flip_arousal=True)
+
+
+def test_the_detected_format_is_printed_and_recorded(app, tmp_path, caplog):
+    import logging
+
+    fx = write_crema_d(tmp_path / "crema", seed=3)
+    runner = CliRunner()
+    res = runner.invoke(app, ["corpus", "stats", str(fx.root), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "detected format: crema-d" in res.stderr and json.loads(res.stdout)["format"] == "crema-d"
+    res = runner.invoke(app, ["corpus", "stats", str(fx.root), "--json", "--format", "crema-d"])
+    assert res.exit_code == 0 and "detected format" not in res.stderr  # chosen, not detected
+    out = tmp_path / "converted"
+    res = runner.invoke(app, ["corpus", "convert", str(fx.root), str(out)])
+    assert res.exit_code == 0 and "detected format: crema-d" in res.stderr
+    res = runner.invoke(app, ["corpus", "stats", str(out)])
+    assert res.exit_code == 0 and "detected format: table" in res.stderr
+    # the Python API records its choice in the corpus meta and logs it
+    with caplog.at_level(logging.INFO, logger="perser.corpus.formats"):
+        c = load_quietly(out)
+    assert (c.meta["format"], c.meta["source_format"]) == ("table", "crema-d")
+    assert any("detected corpus format 'table'" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="perser.corpus.formats"):
+        assert load_quietly(fx.root, format="crema-d").meta["format"] == "crema-d"
+    assert not any("detected" in r.getMessage() for r in caplog.records)
