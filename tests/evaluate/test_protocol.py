@@ -247,3 +247,62 @@ def test_summary_columns_name_what_the_test_is_against():
     # without consensus in the run there is nothing to test against: empty, not a stand-in
     s = summarize(res[res["method"] != "consensus"], baseline="similar", n_boot=100)
     assert s["p_vs_consensus"].isna().all() and s.loc[s["method"] == "meta", "p_vs_baseline"].notna().all()
+
+
+def test_every_listener_is_evaluated_or_counted_with_a_reason(tmp_path, toy, toy_methods):
+    import json
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from perser.evaluate.protocol import NO_FOLD_RATINGS, cap_reason
+
+    corpus, X, ids = toy
+    r = corpus.ratings
+    # a new listener rated clips of speaker s00 only: in the other folds they have nothing to be tested on
+    narrow = r["annotator_id"].eq("L27") & ~r["clip_id"].isin(set(corpus.clips.index[corpus.clips["speaker"] != "s00"]))
+    keep = ~r["annotator_id"].eq("L27") | narrow
+    few = replace(corpus, ratings=r[keep].reset_index(drop=True))
+    cfg = _cfg(tmp_path, k=[5], min_test=3, max_listeners=6, report=False)
+    data = load_eval_data(cfg, corpora={"train": few}, features={"eval": (X, ids)})
+    console = Console(record=True, width=250)
+    run = evaluate_data(cfg, data, console=console)
+    n_new = 10
+    for s in run.plan:
+        ex = s.excluded["unseen"]
+        assert ex[cap_reason(6)] == n_new - 6                   # dropped by the cap, in every fold
+        assert len(s.assignments["unseen"]) + sum(ex.values()) == n_new
+        assert len(s.assignments["seen"]) + sum(s.excluded["seen"].values()) == len(s.seen)
+    assert "L27" in run.plan[0].unseen                         # drawn under the cap
+    # s00 is in one of the 3 folds: in the other two L27 has nothing to be tested on
+    assert sum(s.excluded["unseen"].get(NO_FOLD_RATINGS, 0) for s in run.plan) == 2
+    # the same counts in the terminal, listeners.csv and run.json
+    text = console.export_text()
+    n_excl = sum(sum(s.excluded["unseen"].values()) for s in run.plan)
+    assert f"{n_excl} excluded" in text and f"{cap_reason(6)}: {3 * (n_new - 6)}" in text
+    lst = pd.read_csv(run.folder / "listeners.csv", keep_default_na=False)
+    un = lst[lst["scenario"] == "unseen"]
+    assert (un["evaluated"] + un["excluded"] == n_new).all() and un["reasons"].str.contains("max_listeners=6").all()
+    doc = json.loads((run.folder / "run.json").read_text())["listeners"]["unseen"]
+    assert doc["excluded (summed over seeds and folds)"] == n_excl
+    assert doc["excluded by reason (summed over seeds and folds)"][cap_reason(6)] == 3 * (n_new - 6)
+
+
+def test_a_listener_without_ratings_in_a_fold_is_counted(tmp_path, toy):
+    from dataclasses import replace
+
+    from perser.evaluate.protocol import NO_FOLD_RATINGS
+
+    corpus, X, ids = toy
+    r = corpus.ratings
+    s00 = set(corpus.clips.index[corpus.clips["speaker"] == "s00"])
+    keep = ~r["annotator_id"].eq("L29") | r["clip_id"].isin(s00)
+    cfg = _cfg(tmp_path, k=[2], min_test=1, enroll_from="test")
+    data = load_eval_data(cfg, corpora={"train": replace(corpus, ratings=r[keep].reset_index(drop=True))},
+                          features={"eval": (X, ids)})
+    plan = make_plan(data, plan_settings(cfg))
+    # L29 is tested only in the fold of speaker s00; in the two other folds they are counted, not skipped
+    assert sum(s.excluded["unseen"].get(NO_FOLD_RATINGS, 0) for s in plan) == 2
+    assert sum(a.annotator == "L29" for s in plan for a in s.assignments["unseen"]) == 1
+    for s in plan:
+        assert len(s.assignments["unseen"]) + sum(s.excluded["unseen"].values()) == 10

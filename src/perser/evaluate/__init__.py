@@ -91,16 +91,13 @@ def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, con
                                summary=summary, confusion=confusion, overwrite=cfg.overwrite,
                                make_report=cfg.report)
     if console is not False:
-        from perser.evaluate.report import wide_console
+        from perser.evaluate.report import exclusion_reasons, wide_console
 
         console = console or wide_console()
         print_summary(summary, data.space.kind, console=console)
         for scen in [x for x in ("unseen", "seen") if any(x in sp.assignments for sp in plan)]:
             n_eval = sum(len(sp.assignments.get(scen, [])) for sp in plan)
-            why: dict[str, int] = {}
-            for sp in plan:
-                for r, n in sp.excluded.get(scen, {}).items():
-                    why[r] = why.get(r, 0) + n
+            why = exclusion_reasons(plan, scen)
             detail = "; ".join(f"{r}: {n}" for r, n in why.items())
             console.print(f"{scen} listeners: {n_eval} evaluated, {sum(why.values())} excluded (summed over seeds "
                           f"and folds){' (' + detail + ')' if detail else ''}", highlight=False)

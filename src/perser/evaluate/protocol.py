@@ -14,6 +14,11 @@ speaker-independent folds. For every fold:
   their training-clip ratings (the method is told who they are) and tested on their
   ratings of the test fold's clips.
 
+Every listener of a scenario is accounted for in every (seed, fold): either
+evaluated, or counted in ``Split.excluded`` with the reason (no ratings of this
+fold's test clips, too few test or enrollment ratings, not drawn under
+``max_listeners``), so evaluated + excluded is the scenario's number of listeners.
+
 The K enrollment sets of a listener are nested (the first K of one random order of
 their pool), and a listener's test set does not depend on K, so K-curves compare like
 with like. Every method sees exactly the same splits, enrollment sets and test sets.
@@ -34,6 +39,14 @@ from perser.corpus.splits import iter_folds, speaker_folds
 from perser.errors import ConfigError, PerserError
 
 SCENARIOS = ("unseen", "seen")
+
+#: exclusion reasons (besides too few enrollment or test ratings)
+NO_FOLD_RATINGS = "no ratings of this fold's test clips"
+NO_EVAL_RATINGS = "no ratings in the evaluation corpus"
+
+
+def cap_reason(n: int) -> str:
+    return f"not drawn among the max_listeners={n} listeners"
 
 
 @dataclass
@@ -155,9 +168,13 @@ def _assign(
     out: list[Assignment] = []
     excluded: dict[str, int] = {}
     kmax = max(ks)
+    def drop(reason: str) -> None:
+        excluded[reason] = excluded.get(reason, 0) + 1
+
     for a in annotators:
         rated = ratings_by_ann.get(a)
         if rated is None:
+            drop(NO_EVAL_RATINGS)
             continue
         rated_clips = rated.tolist()
         pool = sorted(c for c in rated_clips if c in pool_clips)
@@ -169,17 +186,17 @@ def _assign(
         else:
             enroll_order = order
             test = sorted(c for c in rated_clips if c in test_clips)
-        if not test:
-            continue  # this listener rated nothing in the test fold: not a candidate here
-        if len(test) < settings.min_test:
-            excluded["fewer test ratings than min_test"] = excluded.get("fewer test ratings than min_test", 0) + 1
+        if not any(c in test_clips for c in rated_clips):
+            drop(NO_FOLD_RATINGS)  # rated nothing in this test fold (they are tested in other folds)
+            continue
+        if len(test) < max(1, settings.min_test):
+            drop("fewer test ratings than min_test")
             continue
         ok = [k for k in ks if len(enroll_order) >= k]
         if settings.common_listeners and len(ok) < len(ks):
             ok = []
         if not ok:
-            reason = f"fewer than {kmax if settings.common_listeners else min(ks)} enrollment ratings"
-            excluded[reason] = excluded.get(reason, 0) + 1
+            drop(f"fewer than {kmax if settings.common_listeners else min(ks)} enrollment ratings")
             continue
         out.append(Assignment(a, enroll_order[: max(ok)], test, ok))
     return out, excluded
@@ -221,9 +238,11 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
             seen_all, unseen_all = split_annotators(
                 sorted(eval_r["annotator_id"].unique().tolist()), data.annotators, seed,
                 settings.unseen_column, settings.unseen_fraction)
+        n_capped = 0
         if settings.max_listeners is not None:
             rng = np.random.default_rng([seed, 11])
             if len(unseen_all) > settings.max_listeners:
+                n_capped = len(unseen_all) - settings.max_listeners
                 unseen_all = sorted(np.asarray(unseen_all, dtype=object)[
                     rng.permutation(len(unseen_all))[: settings.max_listeners]].tolist())
         for fd in fold_list:
@@ -252,6 +271,8 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
                     pool, same = enroll_pool, False
                 assignments[scen], excluded[scen] = _assign(by_ann, anns, pool, tset, ks, settings,
                                                             seed, fold, scen, same)
+                if scen == "unseen" and n_capped:
+                    excluded[scen][cap_reason(settings.max_listeners)] = n_capped
             key = (seed, tuple(train_clips), tuple(seen)) if not data.cross_corpus else (seed, "cross", tuple(seen))
             plan.append(Split(seed, str(fold), train_clips, test_clips, seen, unseen_all, key, assignments, excluded,
                               settings.enroll_from))

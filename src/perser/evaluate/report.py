@@ -78,6 +78,15 @@ def listener_table(plan) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "fold", "scenario", "evaluated", "excluded", "reasons"])
 
 
+def exclusion_reasons(plan, scenario: str) -> dict[str, int]:
+    """Excluded listeners of ``scenario`` by reason, summed over seeds and folds."""
+    why: dict[str, int] = {}
+    for s in plan:
+        for r, n in s.excluded.get(scenario, {}).items():
+            why[r] = why.get(r, 0) + int(n)
+    return why
+
+
 def chance_retrieval(data, plan, style_column: str | None) -> float | None:
     """Expected same-style rate of a seen listener drawn at random (per unseen listener, averaged)."""
     if not style_column or data.annotators is None or style_column not in data.annotators.columns:
@@ -391,7 +400,8 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
             "name": cfg.name, "config": resolved, "versions": versions, "space": data.space.to_dict(),
             "n_clips": int(len(data.clips)), "n_ratings": int(len(data.ratings)),
             "listeners": {s: {"evaluated (summed over seeds and folds)": int(r["evaluated"]),
-                              "excluded (summed over seeds and folds)": int(r["excluded"])}
+                              "excluded (summed over seeds and folds)": int(r["excluded"]),
+                              "excluded by reason (summed over seeds and folds)": exclusion_reasons(plan, s)}
                           for s, r in excl.iterrows()},
             "chance_retrieval": chance, "timings": run.timings, "notes": notes,
         }
