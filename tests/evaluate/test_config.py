@@ -62,3 +62,30 @@ def test_recipes_are_packaged():
         assert "corpus" in doc
     with pytest.raises(ConfigError, match="no recipe"):
         recipe_path("nope")
+
+
+def test_train_and_eval_flags_name_the_two_corpora(tmp_path):
+    over = parse_overrides(["--train", str(tmp_path / "crema"), "--eval=" + str(tmp_path / "iemocap"),
+                            "--space", "emotion"])
+    assert over == {"corpus": str(tmp_path / "crema"), "eval_corpus": str(tmp_path / "iemocap"), "space": "emotion"}
+    cfg = load_config(overrides=over)
+    assert cfg.corpus == tmp_path / "crema" and cfg.eval_corpus == tmp_path / "iemocap"
+    # a flag overrides the file's training corpus, as --corpus would
+    f = tmp_path / "exp.yaml"
+    f.write_text("corpus: elsewhere\nk: [5]\n")
+    assert load_config(f, parse_overrides(["--train", str(tmp_path / "crema")])).corpus == tmp_path / "crema"
+    assert load_config(f).eval_corpus is None
+
+
+def test_cli_train_eval_flags(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from perser.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(app, ["evaluate", "--train", str(tmp_path / "a"), "--eval", str(tmp_path / "b"),
+                                   "--show-config"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    doc = yaml.safe_load(res.output)
+    assert doc["corpus"] == str(tmp_path / "a") and doc["eval_corpus"] == str(tmp_path / "b")
