@@ -127,6 +127,32 @@ def test_default_size_aims_at_crema_d_ratings_per_clip(tmp_path):
     assert len(set(zip(lis.tolist(), clp.tolist()))) == len(lis)
 
 
+def test_simulated_ratings_are_the_ratings_make_demo_writes(small):
+    written = perser.load_corpus(small).ratings
+    sim = demo.simulated_ratings(n_clips=120, n_annotators=30, n_new=10, seed=3)
+    pd.testing.assert_frame_equal(sim[list(written.columns)], written, check_dtype=False)
+    with pytest.raises(ConfigError, match="simulated_ratings: n_new must be an integer >= 0"):
+        demo.simulated_ratings(n_new=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_agreement_is_in_the_crema_d_band(seed):
+    # the full default size (1,500 clips, 120 seen + 40 new listeners), ratings only: no audio is synthesised
+    from perser.corpus.agreement import agreement
+    from perser.corpus.model import LabelSpace
+
+    ratings = demo.simulated_ratings(seed=seed)
+    assert ratings["clip_id"].nunique() == 1500 and ratings["annotator_id"].nunique() == 160
+    ag = agreement(ratings, LabelSpace("emotion", "categorical", classes=CLASSES))
+    # CREMA-D voice-only: about 9.2 ratings per clip, Fleiss' kappa near 0.28, plurality share near 0.64
+    assert 8.5 <= ag["n_ratings"] / ag["n_clips"] <= 10.0
+    assert 0.15 <= ag["fleiss_kappa"] <= 0.45
+    assert abs(ag["plurality_share"] - 0.64) <= 0.05
+    counts = _counts(ratings)  # the figures perser reports are the textbook ones
+    assert ag["fleiss_kappa"] == pytest.approx(fleiss_kappa(counts.to_numpy()))
+    assert ag["plurality_share"] == pytest.approx((counts.max(axis=1) / counts.sum(axis=1)).mean())
+
+
 @pytest.mark.slow
 def test_agreement_near_a_crowd_sourced_corpus(moderate):
     c = perser.load_corpus(moderate)

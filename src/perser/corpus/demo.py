@@ -47,7 +47,7 @@ from perser._io import atomic_dir
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.errors import ConfigError, CorpusError
 
-__all__ = ["make_demo", "PerceptionStyle", "STYLES", "CLASSES", "DIMENSIONS", "GENERATOR_VERSION"]
+__all__ = ["make_demo", "simulated_ratings", "PerceptionStyle", "STYLES", "CLASSES", "DIMENSIONS", "GENERATOR_VERSION"]
 
 #: Bumped whenever the generator's output for a given seed changes.
 GENERATOR_VERSION = 1
@@ -447,6 +447,78 @@ def _rate(rng: np.random.Generator, z: np.ndarray, lis: np.ndarray, clp: np.ndar
     return cls, dims
 
 
+# ======================================================================== simulation
+@dataclass
+class _Simulation:
+    """Everything of the demo but its audio: speakers, latent emotions, listeners, ratings."""
+
+    speakers: pd.DataFrame
+    latent: pd.DataFrame
+    listeners: pd.DataFrame
+    lis: np.ndarray
+    clp: np.ndarray
+    cls: np.ndarray
+    dims: np.ndarray
+    clip_ids: list
+    rng: dict  # the generators not used yet: "prosody" and "audio"
+
+    def ratings(self) -> pd.DataFrame:
+        """The ratings table, sorted by clip then annotator id (as ``ratings.csv``)."""
+        ids = self.listeners["annotator_id"].to_numpy()
+        order = np.lexsort((ids[self.lis].astype(str), self.clp))
+        return make_ratings(
+            {
+                "clip_id": np.array(self.clip_ids, dtype=object)[self.clp[order]],
+                "annotator_id": ids[self.lis[order]],
+                "emotion": np.array(CLASSES, dtype=object)[self.cls[order]],
+                **{d: self.dims[order, i] for i, d in enumerate(DIMENSIONS)},
+            }
+        )
+
+
+def _simulate(n_clips: int, n_annotators: int, n_new: int, seed: int) -> _Simulation:
+    """The demo's clips, listeners and ratings for these arguments (no audio synthesised).
+
+    Each part draws from its own generator spawned from ``seed``, so the ratings do not
+    depend on the audio settings, and :func:`make_demo` writes exactly these ratings.
+    """
+    ss = np.random.SeedSequence([int(seed), GENERATOR_VERSION])
+    r_spk, r_lat, r_pros, r_lis, r_assign, r_rate, r_audio = (np.random.default_rng(s) for s in ss.spawn(7))
+    spk = _speakers(r_spk, N_SPEAKERS)
+    lat = _latent(r_lat, n_clips, N_SPEAKERS)
+    clip_ids = [f"demo{i + 1:05d}" for i in range(n_clips)]
+    ann, par = _listeners(r_lis, n_annotators, n_new)
+    lis, clp = _assign(r_assign, len(ann), n_clips)
+    z = lat[list(DIMENSIONS)].to_numpy()
+    cls, dims = _rate(r_rate, z, lis, clp, par)
+    return _Simulation(spk, lat, ann, lis, clp, cls, dims, clip_ids, {"prosody": r_pros, "audio": r_audio})
+
+
+def simulated_ratings(n_clips: int = 1500, n_annotators: int = 120, n_new: int = 40, seed: int = 0) -> pd.DataFrame:
+    """The ratings :func:`make_demo` writes for these arguments, without synthesising audio.
+
+    Long format (``clip_id``, ``annotator_id``, ``emotion``, ``arousal``, ``valence``,
+    ``dominance``), seen and new listeners together; fast enough to check the demo's
+    agreement at its full default size.
+    """
+    _check_arguments("simulated_ratings", n_clips=n_clips, n_annotators=n_annotators, n_new=n_new, seed=seed)
+    return _simulate(n_clips, n_annotators, n_new, seed).ratings()
+
+
+def _check_arguments(caller: str, **values) -> None:
+    """:class:`ConfigError` naming the first argument that is not an integer at or above its minimum."""
+    lows = {"n_clips": 1, "n_annotators": 1, "n_new": 0, "sample_rate": 8000}
+    for name, value in values.items():
+        if name == "seed":
+            continue
+        low = lows[name]
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{caller}: {name} must be an integer >= {low}, got {value!r}")
+    seed = values["seed"]
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{caller}: seed must be a non-negative integer, got {seed!r}")
+
+
 # ============================================================================= public
 def _progress():
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -484,26 +556,16 @@ def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_n
     Path
         ``out``; load it with :func:`perser.load_corpus`.
     """
-    for name, value, low in (("n_clips", n_clips, 1), ("n_annotators", n_annotators, 1), ("n_new", n_new, 0),
-                             ("sample_rate", sample_rate, 8000)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"make_demo: {name} must be an integer >= {low}, got {value!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"make_demo: seed must be a non-negative integer, got {seed!r}")
+    _check_arguments("make_demo", n_clips=n_clips, n_annotators=n_annotators, n_new=n_new, seed=seed,
+                     sample_rate=sample_rate)
     out = Path(out)
     if out.exists() and not overwrite:
         raise CorpusError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
 
-    ss = np.random.SeedSequence([int(seed), GENERATOR_VERSION])
-    r_spk, r_lat, r_pros, r_lis, r_assign, r_rate, r_audio = (np.random.default_rng(s) for s in ss.spawn(7))
-    spk = _speakers(r_spk, N_SPEAKERS)
-    lat = _latent(r_lat, n_clips, N_SPEAKERS)
-    pros = _prosody(r_pros, lat, spk, sample_rate)
-    clip_ids = [f"demo{i + 1:05d}" for i in range(n_clips)]
-    ann, par = _listeners(r_lis, n_annotators, n_new)
-    lis, clp = _assign(r_assign, len(ann), n_clips)
-    z = lat[list(DIMENSIONS)].to_numpy()
-    cls, dims = _rate(r_rate, z, lis, clp, par)
+    sim = _simulate(n_clips, n_annotators, n_new, seed)
+    spk, lat, ann, lis, clip_ids = sim.speakers, sim.latent, sim.listeners, sim.lis, sim.clip_ids
+    pros = _prosody(sim.rng["prosody"], lat, spk, sample_rate)
+    r_audio = sim.rng["audio"]
 
     with atomic_dir(out) as tmp:
         audio = tmp / "audio"
@@ -539,15 +601,7 @@ def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_n
                 "duration": pros["n_samples"].to_numpy() / sample_rate,
             }
         )
-        order = np.lexsort((ann["annotator_id"].to_numpy()[lis].astype(str), clp))
-        ratings = make_ratings(
-            {
-                "clip_id": np.array(clip_ids, dtype=object)[clp[order]],
-                "annotator_id": ann["annotator_id"].to_numpy()[lis[order]],
-                "emotion": np.array(CLASSES, dtype=object)[cls[order]],
-                **{d: dims[order, i] for i, d in enumerate(DIMENSIONS)},
-            }
-        )
+        ratings = sim.ratings()
         annotators = ann.set_index("annotator_id").sort_index()
         annotators["n_ratings"] = pd.Series(ann["annotator_id"].to_numpy()[lis]).value_counts().reindex(
             annotators.index).fillna(0).astype(int)
