@@ -7,6 +7,16 @@ of the new listener's own style. The settings below are chosen so that the whole
 runs in under two minutes on a 2-core machine (see ``benchmarks/demo/RESULTS.md``):
 1,000 clips, 60 seen and 60 new listeners (the new ones carry the statistical power of
 the unseen-listener comparison), 3 speaker-independent folds and 2 seeds.
+
+The K sweep is 5, 10, 20 (``--quick``: 5, 10), not the evaluation's default 5, 10, 20,
+30, for two reasons. Time: every K is one more enrollment and prediction per new
+listener, fold and seed for every method, and the demo must stay inside its two-minute
+budget. Listeners: the K-curves compare the same listeners at every K
+(``common_listeners``), so K=30 would exclude every listener with fewer than 30 ratings
+in the training folds from *all* K -- and the demo corpus gives some listeners as few
+as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.demo`).
+To see K=30 on the demo corpus, run ``perser evaluate`` on ``<out>/corpus`` with
+``--k 5,10,20,30``.
 """
 
 from __future__ import annotations
