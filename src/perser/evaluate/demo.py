@@ -15,8 +15,8 @@ budget. Listeners: the K-curves compare the same listeners at every K
 (``common_listeners``), so K=30 would exclude every listener with fewer than 30 ratings
 in the training folds from *all* K -- and the demo corpus gives some listeners as few
 as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.demo`).
-To see K=30 on the demo corpus, run ``perser evaluate`` on ``<out>/corpus`` with
-``--k 5,10,20,30``.
+To see K=30 on the demo corpus, evaluate the demo's configuration
+(:func:`demo_config`) with ``k: [5, 10, 20, 30]``.
 """
 
 from __future__ import annotations
