@@ -269,3 +269,29 @@ def test_clips_reach_the_model_longest_first(tmp_path):
     fed = [v for _, _, valid in passes for v in valid]
     assert fed == sorted((int(round(s * 16000)) for s in seconds), reverse=True)
     assert [r for r, _, _ in passes] == [2, 2, 2]
+
+
+
+def test_progress_covers_weight_hashing_store_lookup_and_extraction(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    model = save_tiny_model(tmp_path / "m", "wavlm")
+    paths = write_voices(tmp_path / "a", 3, seconds=(0.5, 0.8))
+
+    def run():
+        buf = io.StringIO()
+        feats = extract(paths, f"ssl:{model}", cache_dir=tmp_path / "s", device="cpu",
+                        progress=Console(file=buf, force_terminal=True, width=400))
+        return feats, buf.getvalue()
+
+    cold, shown = run()
+    assert cold.n_computed == 3
+    for task in ("hashing model weights", "hashing audio", "loading stored features", f"extracting ssl:{model}"):
+        assert task in shown, task
+    warm, shown = run()  # a warm store: every clip loaded from it, with a bar, and nothing extracted
+    assert (warm.n_computed, warm.n_reused) == (0, 3)
+    assert "hashing model weights" in shown and "loading stored features" in shown and "3/3" in shown
+    assert "extracting" not in shown
+    np.testing.assert_array_equal(warm.X, cold.X)

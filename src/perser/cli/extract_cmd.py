@@ -42,7 +42,7 @@ def extract_command(
     with report_warnings(err):
         source = _source(path, fmt, err)
         feats = extract(source, features, cache_dir=cache, workers=workers, device=device, shard=shard,
-                        progress=progress and err.is_terminal, **settings)
+                        progress=err if progress and err.is_terminal else False, **settings)  # bars on stderr
     shape = "x".join(str(s) for s in feats.X.shape[1:])
     out.print(f"features: {feats.location}  ({feats.spec}, {len(feats)} clips x {shape})", highlight=False, soft_wrap=True)
     out.print(

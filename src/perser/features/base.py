@@ -66,6 +66,13 @@ class Extractor(ABC):
         blob = json.dumps({"format": FORMAT_VERSION, **self.settings()}, sort_keys=True, default=str)
         return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
+    def key_files(self) -> list[str]:
+        """Large files whose contents go into :attr:`key` (model weights), hashed when the key is first made.
+
+        The caller may hash them first through the store (with progress) so the key finds them cached.
+        """
+        return []
+
     def feature_names(self) -> list[str] | None:
         """Column names of 2-D features, or ``None``."""
         return None

@@ -224,7 +224,7 @@ def make_extractor(spec: str, device: str | None = None, store: FeatureStore | N
 
 
 class _RateColumn:
-    """Lazily built rich column showing clips per second."""
+    """Lazily built rich column showing clips (or a task's ``unit``) per second."""
 
     @staticmethod
     def make():
@@ -234,19 +234,22 @@ class _RateColumn:
         class Rate(ProgressColumn):
             def render(self, task):
                 speed = task.finished_speed or task.speed
-                return Text(f"{speed:,.1f} clips/s" if speed else "- clips/s", style="progress.data.speed")
+                unit = task.fields.get("unit", "clips")
+                return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
 
         return Rate()
 
 
-def _progress(enabled: bool):
-    if not enabled:
+def _progress(progress):
+    """A rich progress display (``progress`` True, or the rich Console to draw on), or nothing."""
+    if progress is None or progress is False:
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn.make(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=None if progress is True else progress,
         auto_refresh=False,  # no display thread: openSMILE workers are forked while the bar is up
     )
 
@@ -300,8 +303,9 @@ def extract(
         ``torchrun`` (``WORLD_SIZE > 1``) the default is this rank's shard and GPU.
         The result holds that shard's clips; a later run without a shard over the same
         store reuses everything the shards wrote.
-    progress : bool
-        Show a progress bar with rate and ETA.
+    progress : bool or rich.console.Console
+        Show progress bars with rate and ETA (on the given Console, else rich's default):
+        hashing model weights and audio, loading features found in the store, extracting.
     **settings
         Extractor settings: ``pooling="mean"|"mean+std"``, ``precision``, ``batch_size``,
         ``chunk_seconds``, ``max_batch_seconds`` (SSL); ``sample_rate`` (openSMILE);
@@ -336,26 +340,33 @@ def extract(
     path_error: dict[str, str] = {}
     values: dict[str, np.ndarray] = {}
     errors: dict[str, str] = {}
-    key = extractor.key
 
-    with _progress(progress and len(ids) > 0) as bar:
+    with _progress(progress if len(ids) > 0 else False) as bar:
+        weights = extractor.key_files()
+        if weights:  # model weights (GBs) are hashed once, then found in the store's hash index
+            wtick = _Ticker(bar, bar.add_task("hashing model weights", total=len(weights), unit="files") if bar is not None else None)
+            if bar is not None:
+                bar.refresh()
+            store.content_hashes(weights, on_done=wtick)
+        key = extractor.key
         unique_paths = [p for p in dict.fromkeys(paths) if p is not None]
         htick = _Ticker(bar, bar.add_task("hashing audio", total=len(unique_paths)) if bar is not None else None)
         digests = store.content_hashes(
             unique_paths, on_error=lambda p, msg: path_error.__setitem__(p, msg), on_done=htick
         )
+        ltick = _Ticker(bar, bar.add_task("loading stored features", total=len(unique_paths)) if bar is not None else None)
         jobs: list[Job] = []
         queued: set[str] = set()
         for p in unique_paths:
             d = digests.get(p)
-            if d is None or d in values or d in queued:  # identical files are computed once
-                continue
-            got = store.get(key, d)
-            if got is not None:
-                values[d] = got
-            else:
-                jobs.append(Job(d, p))
-                queued.add(d)
+            if d is not None and d not in values and d not in queued:  # identical files are computed once
+                got = store.get(key, d)
+                if got is not None:
+                    values[d] = got
+                else:
+                    jobs.append(Job(d, p))
+                    queued.add(d)
+            ltick(1)
         reused = set(values)
         meta = store.read_meta(key)
         if meta is None:

@@ -33,6 +33,7 @@ import json
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from perser.errors import FeatureError
 from perser.features.base import Extractor, Job, Sink, library_versions
 from perser.features.store import file_digest
 
-__all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "POOLINGS"]
+__all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "weight_files", "POOLINGS"]
 
 POOLINGS = ("mean", "mean+std")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -81,6 +82,14 @@ def resolve_model_dir(model: str | os.PathLike) -> Path:
     raise FeatureError(f"SSL model {name!r} not found: no such folder, and not in the local Hugging Face cache. {_HOW}")
 
 
+def weight_files(model_dir: Path) -> list[Path]:
+    """The weight files of a model folder, sorted; a :class:`FeatureError` when there is none."""
+    weights = sorted(f for f in model_dir.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
+    if not weights:
+        raise FeatureError(f"SSL model folder {model_dir} holds no weight file (*.safetensors or *.bin). {_HOW}")
+    return weights
+
+
 def model_fingerprint(model_dir: Path, digest=file_digest) -> str:
     """Hash of a model folder's config files and weight files' contents.
 
@@ -92,10 +101,7 @@ def model_fingerprint(model_dir: Path, digest=file_digest) -> str:
         f = model_dir / name
         if f.is_file():
             h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
-    weights = sorted(f for f in model_dir.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file())
-    if not weights:
-        raise FeatureError(f"SSL model folder {model_dir} holds no weight file (*.safetensors or *.bin). {_HOW}")
-    for f in weights:
+    for f in weight_files(model_dir):
         h.update(f.name.encode() + b"\0" + digest(str(f.resolve())).encode() + b"\0")
     return h.hexdigest()[:32]
 
@@ -178,8 +184,17 @@ class SSLExtractor(Extractor):
         if precision == "auto":
             precision = "fp16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
-        self.fingerprint = model_fingerprint(self.model_dir, digest)
+        self._weights = weight_files(self.model_dir)  # a folder without weights fails here, hashing waits
+        self._digest = digest
         self._model = None
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the model's configs and weights (computed when the store key is first needed)."""
+        return model_fingerprint(self.model_dir, self._digest)
+
+    def key_files(self) -> list[str]:
+        return [str(f.resolve()) for f in self._weights]
 
     # ------------------------------------------------------------- configuration
     def _read_configs(self) -> None:
