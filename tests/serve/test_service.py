@@ -227,6 +227,32 @@ def test_dimensional_service_checks_the_scale(tmp_path):
     assert set(v["predictions"][0]["values"]) == {"arousal", "valence"}
 
 
+def test_multilabel_service_takes_lists_of_classes(tmp_path):
+    from fastapi.testclient import TestClient
+
+    tags = LabelSpace("tags", "multilabel", classes=("ang", "hap", "neu", "sad"))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, D)).astype(np.float32)
+    W = {f"a{i}": rng.standard_normal((D, 4)) for i in range(3)}
+    ys = [(X @ w / np.sqrt(D) > 0.3).astype(np.float32) for w in W.values()]
+    rs = RatingSet(X=X, clip_ids=np.array([f"c{i}" for i in range(150)], dtype=object),
+                   clip_index=np.concatenate([np.arange(150)] * 3),
+                   annotator_ids=np.concatenate([[a] * 150 for a in W]).astype(object), y=np.concatenate(ys), space=tags)
+    make_method("similar", **FAST).fit(rs).save(tmp_path / "m")
+    http = TestClient(create_app(Service(tmp_path / "m", tmp_path / "p")))
+    Xe = rng.standard_normal((12, D)).astype(np.float32)
+    ye = Xe @ W["a1"] / np.sqrt(D) > 0.3
+    ratings = [{"features": x.tolist(), "label": [c for c, on in zip(tags.classes, row) if on]} for x, row in zip(Xe, ye)]
+    bad = [dict(r) for r in ratings]
+    bad[7] = {**bad[7], "label": ["hap", "bored"]}
+    r = http.post("/enroll", json={"annotator": "gil", "ratings": bad})
+    assert r.status_code == 422 and "'bored'" in r.json()["detail"]
+    r = http.post("/enroll", json={"annotator": "gil", "ratings": ratings})
+    assert r.status_code == 200 and r.json()["profile"]["heads"] == ["a1"]
+    p = http.post("/predict", json={"annotator": "gil", "clips": [{"features": Xe[0].tolist()}]}).json()["predictions"][0]
+    assert p["label"] == [c for c in tags.classes if p["proba"][c] >= p["threshold"]]
+
+
 def test_store_keys_are_safe_folder_names(tmp_path):
     store = ProfileStore(tmp_path, {"fingerprint": "x"})
     for a in ["..", ".hidden", "a/b", "x y", "ünïcode"]:

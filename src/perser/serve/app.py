@@ -195,44 +195,40 @@ class Service:
     def _labels(self, ratings: list[RatedClip]) -> np.ndarray:
         """Encode the listener's ratings as the model's targets; errors name ``ratings[i]``."""
         sp = self.space
-        index = pd.Index([f"ratings[{i}]" for i in range(len(ratings))])
-        if sp.is_class:
-            col = []
-            for i, r in enumerate(ratings):
-                if r.values is not None:
-                    raise ConfigError(f"ratings[{i}]: space {sp.name!r} is {sp.kind}: give 'label', not 'values'")
-                if r.label is None:
-                    raise ConfigError(f"ratings[{i}]: missing 'label' (one of {list(sp.classes)})")
-                if sp.kind == "categorical":
-                    if not isinstance(r.label, str):
-                        raise ConfigError(f"ratings[{i}]: space {sp.name!r} is categorical: 'label' is one class, not a list")
-                    col.append(r.label)
-                else:
-                    labels = [r.label] if isinstance(r.label, str) else list(r.label)
-                    bad = [c for c in labels if MULTILABEL_SEP in c]
-                    if bad:
-                        raise ConfigError(f"ratings[{i}]: class {bad[0]!r} contains {MULTILABEL_SEP!r}")
-                    col.append(MULTILABEL_SEP.join(labels))
-            df = pd.DataFrame({sp.name: pd.Series(col, index=index, dtype=object)})
-        else:
-            want = list(sp.dimensions)
-            data = []
-            for i, r in enumerate(ratings):
-                if r.label is not None:
-                    raise ConfigError(f"ratings[{i}]: space {sp.name!r} is dimensional: give 'values', not 'label'")
-                if r.values is None:
-                    raise ConfigError(f"ratings[{i}]: missing 'values' ({', '.join(want)})")
-                if set(r.values) != set(want):
-                    extra, missing = sorted(set(r.values) - set(want)), [d for d in want if d not in r.values]
+        field, other = ("label", "values") if sp.is_class else ("values", "label")
+        want = list(sp.classes) if sp.is_class else list(sp.dimensions)
+        rows = []
+        for i, r in enumerate(ratings):
+            if getattr(r, other) is not None:
+                raise ConfigError(f"ratings[{i}]: space {sp.name!r} is {sp.kind}: give '{field}', not '{other}'")
+            v = getattr(r, field)
+            if v is None:
+                raise ConfigError(f"ratings[{i}]: missing '{field}' ({', '.join(want)})")
+            if sp.kind == "categorical":
+                if not isinstance(v, str):
+                    raise ConfigError(f"ratings[{i}]: space {sp.name!r} is categorical: 'label' is one class, not a list")
+                rows.append(v)
+            elif sp.kind == "multilabel":
+                labels = [v] if isinstance(v, str) else list(v)
+                bad = [c for c in labels if MULTILABEL_SEP in c]
+                if bad:
+                    raise ConfigError(f"ratings[{i}]: class {bad[0]!r} contains {MULTILABEL_SEP!r}")
+                rows.append(MULTILABEL_SEP.join(labels))
+            else:
+                if set(v) != set(want):
+                    extra, missing = sorted(set(v) - set(want)), [d for d in want if d not in v]
                     raise ConfigError(f"ratings[{i}]: 'values' needs exactly {want}"
                                       + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
                 lo, hi = sp.scale
                 for d in want:
-                    v = r.values[d]
-                    if not np.isfinite(v) or v < lo or v > hi:
-                        raise CorpusError(f"ratings[{i}]: {d} value {v} is outside the scale {sp.scale}")
-                data.append([r.values[d] for d in want])
-            df = pd.DataFrame(np.asarray(data, dtype=np.float32), index=index, columns=want)
+                    if not np.isfinite(v[d]) or v[d] < lo or v[d] > hi:
+                        raise CorpusError(f"ratings[{i}]: {d} value {v[d]} is outside the scale {sp.scale}")
+                rows.append([v[d] for d in want])
+        index = pd.Index([f"ratings[{i}]" for i in range(len(ratings))])
+        if sp.is_class:
+            df = pd.DataFrame({sp.name: pd.Series(rows, index=index, dtype=object)})
+        else:
+            df = pd.DataFrame(np.asarray(rows, dtype=np.float32), index=index, columns=want)
         return sp.encode(df)
 
     # ------------------------------------------------------------- requests
@@ -271,6 +267,9 @@ class Service:
             out.append(item)
         return {"annotator": req.annotator, "method": self.model.name, "space": sp.name, "predictions": out}
 
+    def profiles(self) -> dict:
+        return {"annotators": self.store.annotators()}
+
     def profile(self, annotator: str) -> dict:
         p = self.store.get(check_annotator_id(annotator))
         return {"annotator": annotator, **self._summary(p)}
@@ -300,46 +299,27 @@ def create_app(service: Service):
     app = FastAPI(title="perser", description="Enroll listeners and predict their emotion labels.",
                   version=_version())
 
-    @app.exception_handler(UnknownAnnotator)
-    async def _unknown(request: Request, exc: UnknownAnnotator):
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    def status(code: int):
+        async def handler(request: Request, exc: Exception):
+            return JSONResponse(status_code=code, content={"detail": str(exc)})
 
-    @app.exception_handler(ProfileExists)
-    async def _exists(request: Request, exc: ProfileExists):
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return handler
 
-    @app.exception_handler(PerserError)
-    async def _bad_input(request: Request, exc: PerserError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    # the most specific class wins (Starlette looks handlers up along the exception's MRO)
+    for exc_type, code in ((UnknownAnnotator, 404), (ProfileExists, 409), (PerserError, 422)):
+        app.add_exception_handler(exc_type, status(code))
 
-    @app.get("/health")
-    def health() -> dict:
-        return service.health()
-
-    @app.get("/model")
-    def model() -> dict:
-        return service.info()
-
-    @app.post("/enroll")
-    def enroll(req: EnrollRequest) -> dict:
-        return service.enroll(req)
-
-    @app.post("/predict")
-    def predict(req: PredictRequest) -> dict:
-        return service.predict(req)
-
-    @app.get("/profiles")
-    def profiles() -> dict:
-        return {"annotators": service.store.annotators()}
-
-    @app.get("/profiles/{annotator:path}")
-    def profile(annotator: str) -> dict:
-        return service.profile(annotator)
-
-    @app.delete("/profiles/{annotator:path}")
-    def delete(annotator: str) -> dict:
-        return service.delete(annotator)
-
+    routes = (
+        ("GET", "/health", service.health),
+        ("GET", "/model", service.info),
+        ("POST", "/enroll", service.enroll),
+        ("POST", "/predict", service.predict),
+        ("GET", "/profiles", service.profiles),
+        ("GET", "/profiles/{annotator:path}", service.profile),
+        ("DELETE", "/profiles/{annotator:path}", service.delete),
+    )
+    for method, path, endpoint in routes:  # the service's methods, typed: FastAPI validates against them
+        app.add_api_route(path, endpoint, methods=[method])
     return app
 
 
