@@ -84,3 +84,34 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_model(tmp_path):
     steps = {name: int(p.stderr.rsplit("optimizer steps: ", 1)[1].split()[0]) for name, p in (("ref", ref), ("again", again))}
     per_epoch = steps["ref"] // 12
     assert steps["again"] == (12 - killed_at - 1) * per_epoch, steps
+
+
+@pytest.mark.slow
+def test_perser_train_under_torchrun_matches_one_process(tmp_path):
+    """``torchrun --nproc_per_node 2 -m perser train ...``: DistributedDataParallel over two
+    CPU processes (gloo) gives the model one process gives; only rank 0 writes it."""
+    import socket
+
+    write_corpus(tmp_path / "toy", n_clips=160)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    args = ["train", str(tmp_path / "toy"), "--features", str(tmp_path / "toy" / "feats.npz"), "--method", "consensus",
+            "--no-progress", "--epochs", "4", "--batch-size", "32", "--seed", "1",
+            "-p", "hidden=[16]", "-p", "dropout=0", "-p", "patience=0", "-p", "valid_fraction=0"]
+    one = subprocess.run([sys.executable, "-m", "perser", *args, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+                          "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "perser", *args,
+                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("model written") == 1  # rank 0 alone writes and reports
+    a, b = load_model(tmp_path / "one"), load_model(tmp_path / "two")
+    start = a._make_net(1)
+    for (k, x), (_, y) in zip(a.net_.state_dict().items(), b.net_.state_dict().items()):
+        assert np.allclose(x.numpy(), y.numpy(), atol=1e-5), k
+    assert not np.allclose(start.head.weight.detach().numpy(), b.net_.head.weight.detach().numpy(), atol=1e-2)
