@@ -119,6 +119,9 @@ def test_malformed_and_non_utf8_responses_name_file_and_line(tmp_path):
     _tree(tmp_path / "a", rows=[ROWS[0], ROWS[1] + ",extra", ROWS[2]])
     with pytest.raises(CorpusError, match=r"finishedResponses\.csv:3: malformed CSV line: expected 17 fields, saw 18"):
         load_corpus(tmp_path / "a")
+    _tree(tmp_path / "t", rows=[ROWS[0], ROWS[1].rsplit(",", 3)[0], ROWS[2]])  # a truncated line
+    with pytest.raises(CorpusError, match=r"finishedResponses\.csv:3: malformed CSV line: expected 17 fields, saw 14"):
+        load_corpus(tmp_path / "t")
     _tree(tmp_path / "b")
     f = tmp_path / "b" / "finishedResponses.csv"
     f.write_bytes("\n".join([HEADER, ROWS[0], ROWS[1].replace("SSI_1090054680", "SSI_109005468\xe9")]).encode("cp1252"))

@@ -108,6 +108,9 @@ def test_missing_audio_names_the_clip_and_file(tmp_path):
         # malformed lines
         (RATINGS + "c2,w3,hap,hap,3,3,9,9\n", r"ratings\.csv:6: malformed CSV line: expected 6 fields, saw 8"),
         (RATINGS + 'c2,w1,"neu,neu,2,3\nc3,w1,neu,neu,2,3\n', r"ratings\.csv:6: malformed CSV: a quoted field .* never closed"),
+        # a truncated line (pandas would read the missing fields as empty cells: no dimensions)
+        (RATINGS + "c2,w3,hap,hap\n", r"ratings\.csv:6: malformed CSV line: expected 6 fields, saw 4"),
+        (RATINGS + "\nc2,w3,hap\nc3,w1,neu,neu,2,3\n", r"ratings\.csv:7: malformed CSV line: expected 6 fields, saw 3"),
         # missing columns
         ("clip_id,annotator_id,emotion,tags,arousal\nc1,w1,ang,ang,3\n", r"ratings\.csv: label space 'avd' needs column 'valence'"),
         ("clip_id,rater,emotion,tags,arousal,valence\nc1,w1,ang,ang,3,3\n", r"ratings\.csv: missing column 'annotator_id'"),
@@ -127,6 +130,7 @@ def test_bad_ratings_name_the_culprit(tmp_path, ratings, pattern):
         (CLIPS + "c4,,s1,train\n", r"clips\.csv:5: clip 'c4' has no path"),
         (CLIPS + ",audio/x.wav,s1,train\n", r"clips\.csv:5: empty clip id"),
         (CLIPS + "c4,audio/c4.wav,s1,train,extra,more\n", r"clips\.csv:5: malformed CSV line: expected 4 fields, saw 6"),
+        (CLIPS + "c4,audio/c4.wav\n", r"clips\.csv:5: malformed CSV line: expected 4 fields, saw 2"),
         ("clip_id,path\nc1,a.wav\n", r"clips\.csv: missing column 'speaker'"),
         ("", r"clips\.csv: the file is empty"),
     ],

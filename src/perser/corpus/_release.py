@@ -54,13 +54,71 @@ def read_csv(path: Path, **kw) -> pd.DataFrame:
     if not path.is_file():
         raise CorpusError(f"missing file {path}")
     try:
-        return pd.read_csv(path, **kw)
+        df = pd.read_csv(path, **kw)
     except UnicodeDecodeError:
         raise CorpusError(decode_message(path)) from None
     except pd.errors.ParserError as e:
         raise CorpusError(parser_message(path, str(e))) from None
     except pd.errors.EmptyDataError:
         raise CorpusError(f"{path}: the file is empty") from None
+    if not _SPLITTING_OPTIONS & set(kw):
+        check_short_rows(path)
+    return df
+
+
+#: ``read_csv`` options that change how lines split into fields (the short-row check
+#: assumes the defaults: comma, double quotes, the first line is the header)
+_SPLITTING_OPTIONS = {"sep", "delimiter", "header", "names", "skiprows", "comment", "quotechar", "quoting",
+                      "escapechar", "lineterminator", "encoding", "engine", "nrows"}
+
+
+def check_short_rows(path: Path) -> None:
+    """Raise :class:`CorpusError` at the first data line with fewer fields than the header.
+
+    pandas fills the missing trailing fields of such a line with NaN, which would pass
+    for empty cells (a rating without dimensions, say): a truncated line would be read
+    as data. Blank lines are not short rows. Lines with *more* fields are pandas' to
+    judge (an error, or R's unnamed index column). A fast pyarrow pass finds whether
+    there is one; only then is the file read again to name the line.
+    """
+    import pyarrow.csv as pacsv
+
+    found: list = []
+
+    def handler(row) -> str:
+        if row.actual_columns < row.expected_columns:
+            found.append(row)
+        return "skip"
+
+    try:
+        with open(path, "rb") as f:
+            first = f.readline().decode("utf-8-sig").rstrip("\r\n")
+        if not first:
+            return
+        pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=handler, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=[], include_missing_columns=False),
+        )
+    except Exception:  # pyarrow refuses what pandas read (an odd header, say): nothing to add
+        return
+    if not found:
+        return
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, [])
+            for row in reader:
+                if 0 < len(row) < len(header):
+                    raise CorpusError(
+                        f"{where(path, reader.line_num)}: malformed CSV line: expected {len(header)} fields, "
+                        f"saw {len(row)} ({','.join(row)[:80]!r})"
+                    )
+        except csv.Error:  # what pandas read, Python's csv module may not: nothing to add
+            return
 
 
 def decode_message(path: Path, encoding: str = "utf-8") -> str:
