@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
+
+from perser.cli._common import report_warnings
 
 
 def _keys_help() -> str:
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             return
         from perser.evaluate import evaluate
 
-        with _warnings(console):
+        with report_warnings(console):
             run = evaluate(cfg, console=console)
         console.print(f"run folder: [bold]{run.folder}[/bold] (report.html, results.csv, summary.csv)", highlight=False)
 
@@ -81,26 +81,9 @@ def register(app: typer.Typer) -> None:
         from perser.evaluate.report import wide_console
 
         console = wide_console()
-        with _warnings(console):
+        with report_warnings(console):
             run, seconds = run_demo(out, quick=quick, space=space, overwrite=overwrite, workers=workers,
                                     seeds=None if seeds is None else [int(s) for s in seeds.split(",") if s.strip()],
                                     console=console)
         console.print(f"demo finished in {seconds:.0f} s; report: [bold]{run.folder / 'report.html'}[/bold]",
                       highlight=False)
-
-
-@contextlib.contextmanager
-def _warnings(console) -> Iterator[None]:
-    """Print perser's counted warnings as one yellow line each."""
-    from perser.errors import PerserWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PerserWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, PerserWarning):
-                    console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
