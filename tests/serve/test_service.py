@@ -297,3 +297,15 @@ def test_perser_serve_answers_over_http(trained, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert (tmp_path / "p" / "profiles" / "fay" / "profile.json").is_file()
+
+
+def test_perser_serve_without_the_serve_extra_says_what_to_install(trained, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from perser.cli import serve_cmd
+    from perser.testing.cli import command_app
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install perser` without [serve]
+    r = CliRunner().invoke(command_app(serve_cmd), ["serve", str(trained[0]), "--profiles", str(tmp_path / "p")])
+    assert isinstance(r.exception, ConfigError) and "perser[serve]" in str(r.exception)
+    assert not (tmp_path / "p").exists()  # refused before anything was made
