@@ -12,7 +12,7 @@ each method is compared with ``consensus`` and with the configured baseline on t
 same listeners by a two-sided Wilcoxon signed-rank test. Corpus-level metrics
 (``ccc_con``) have one value per seed (and fold); the seed is then the unit.
 
-``summary.csv`` columns (:data:`SUMMARY_COLUMNS`), first those of the issue, then the
+``summary.csv`` columns (:data:`SUMMARY_COLUMNS`), first the core ones, then the
 extra ones:
 
 ``method, scenario, k, metric``
@@ -65,7 +65,7 @@ from perser.evaluate.protocol import EvalData
 from perser.evaluate.runner import Block
 
 RESULT_COLUMNS = ["method", "scenario", "k", "seed", "fold", "annotator", "metric", "value"]
-#: the issue's columns first (method ... p_vs_consensus), then the extra ones
+#: the core columns first (method ... p_vs_consensus), then the extra ones
 SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "mean", "ci_low", "ci_high", "p_vs_consensus",
                    "unit", "n", "baseline", "gain_vs_baseline", "p_vs_baseline", "decision"]
 
