@@ -51,3 +51,17 @@ def test_extract_shards_and_bad_options(app, cli, tmp_path):
     assert bad.exit_code != 0 and "0 <= i < N" in str(bad.exception)
     bad = cli.invoke(app, ["extract", str(folder), "-f", f"ssl:{tmp_path / 'none'}", "--no-progress"])
     assert bad.exit_code != 0 and "save_pretrained" in str(bad.exception)
+
+
+def test_extract_ssl_pad_unmasked_flag_makes_its_own_entries(app, cli, tmp_path):
+    from .conftest import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
+    folder = tmp_path / "audio"
+    write_voices(folder, 3, seconds=(0.5, 0.8))
+    base = ["extract", str(folder), "-f", f"ssl:{model}", "--cache", str(tmp_path / "s"), "--no-progress", "--device", "cpu"]
+    assert "computed 3, reused 0" in cli.invoke(app, base).output
+    assert "computed 0, reused 3" in cli.invoke(app, base).output
+    r = cli.invoke(app, [*base, "--pad-unmasked"])
+    assert r.exit_code == 0, r.output
+    assert "computed 3, reused 0" in r.output  # other numbers, other key

@@ -259,6 +259,28 @@ def test_chunked_batches_respect_the_cap_and_equal_each_clip_alone(tmp_path):
     assert len(alone_passes) == len(paths)  # one pass per clip: the cap is what split them above
 
 
+def test_pad_unmasked_batches_clips_of_different_lengths_under_its_own_key(tmp_path):
+    model = save_tiny_model(tmp_path / "g", "wav2vec2", mask=False)
+    paths = write_lengths(tmp_path / "a", [0.6, 0.9, 0.75])
+    exact, exact_passes = recording_extractor(model, batch_size=4)
+    padded, padded_passes = recording_extractor(model, batch_size=4, pad_unmasked=True)
+    a, _ = run_jobs(exact, paths)
+    b, _ = run_jobs(padded, paths)
+    assert [r for r, _, _ in exact_passes] == [1, 1, 1]  # one length, one pass
+    assert [(r, n) for r, n, _ in padded_passes] == [(3, int(0.9 * 16000))]  # one zero-padded pass, no mask
+    longest = str(paths[1])  # the longest clip has no padding: the same numbers
+    np.testing.assert_allclose(b[longest], a[longest], rtol=1e-4, atol=1e-5)
+    shorter = str(paths[0])  # padding enters the group normalisation of the shorter clips
+    assert not np.allclose(b[shorter], a[shorter], rtol=1e-4, atol=1e-5)
+    assert np.isfinite(b[shorter]).all()
+    assert exact.key != padded.key
+    # with a masked model the option changes nothing, so neither does the key
+    masked = save_tiny_model(tmp_path / "m", "wavlm")
+    from perser.features.ssl_models import SSLExtractor
+
+    assert SSLExtractor(masked, device="cpu").key == SSLExtractor(masked, device="cpu", pad_unmasked=True).key
+
+
 def test_clips_reach_the_model_longest_first(tmp_path):
     model = save_tiny_model(tmp_path / "m", "hubert")
     seconds = [0.45, 0.9, 0.3, 0.75, 0.6, 1.05]

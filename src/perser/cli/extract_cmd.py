@@ -25,6 +25,7 @@ def extract_command(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="SSL clips per forward pass."),
     precision: str = typer.Option("auto", "--precision", help="SSL precision: auto (fp16 on GPU) | fp32 | fp16 | bf16."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Fail clips longer than this many seconds."),
+    pad_unmasked: bool = typer.Option(False, "--pad-unmasked", help="SSL models without attention masks (wav2vec2-base, HuBERT-base): batch clips of different lengths zero-padded (faster; slightly different numbers, own cache key)."),
     export: Optional[Path] = typer.Option(None, "--export", "-o", help="Also write the features to a .npz, .parquet or .csv file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -38,7 +39,7 @@ def extract_command(
     parse_shard(shard)  # a bad --shard fails before any corpus is read
     settings: dict = {"max_duration": max_duration}
     if features.startswith("ssl:"):
-        settings.update(pooling=pooling, batch_size=batch_size, precision=precision)
+        settings.update(pooling=pooling, batch_size=batch_size, precision=precision, pad_unmasked=pad_unmasked)
     with report_warnings(err):
         source = _source(path, fmt, err)
         feats = extract(source, features, cache_dir=cache, workers=workers, device=device, shard=shard,
