@@ -141,8 +141,9 @@ def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
     failures = getattr(feats, "failures", {}) or {}
     for clip, msg in failures.items():
         log.add("clips without features (extraction failed), their ratings left out", f"{clip}: {msg}")
-    X = np.asarray(feats.X, dtype=np.float32)
-    return X.reshape(len(X), -1) if X.ndim > 2 else X, np.asarray(feats.clip_ids, dtype=object)
+    # kept as they are: a [layers, dim] SSL stack reaches the methods whole, so that their
+    # networks learn a softmax-weighted sum of layers (flattening would make it one long vector)
+    return np.asarray(feats.X, dtype=np.float32), np.asarray(feats.clip_ids, dtype=object)
 
 
 def _table(corpus: Corpus, space: LabelSpace, target: LabelSpace, mapping, log, what, origin, prefix):
@@ -197,8 +198,8 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
         ratings = pd.concat([r1, r2], ignore_index=True)
         X1, i1 = features.get("train") or _features(train, cfg, log)
         X2, i2 = features.get("eval") or _features(ev, cfg, log)
-        if X1.shape[1] != X2.shape[1]:
-            raise ConfigError(f"features of the two corpora differ in size ({X1.shape[1]} vs {X2.shape[1]})")
+        if X1.shape[1:] != X2.shape[1:]:
+            raise ConfigError(f"features of the two corpora differ in shape ({list(X1.shape[1:])} vs {list(X2.shape[1:])})")
         X = np.concatenate([X1, X2])
         ids = np.concatenate([np.asarray([tp + str(c) for c in i1], dtype=object),
                               np.asarray([ep + str(c) for c in i2], dtype=object)])
