@@ -71,6 +71,10 @@ class ExperimentConfig(BaseModel):
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
     features: str = Field("egemaps", description="feature spec for perser.features.extract")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
+    feature_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extractor settings, part of the store key (SSL: pooling, precision, batch_size, "
+                    "chunk_seconds, pad_unmasked; both: max_duration); use those `perser extract` used")
     workers: int = Field(1, ge=1, description="feature extraction processes")
     # ---- methods
     methods: list[str] | None = Field(None, description="registry names; default: every registered method")

@@ -27,10 +27,13 @@ def test_extracted_layer_stacks_are_not_flattened(monkeypatch, toy):
         def __init__(self):
             self.X, self.clip_ids, self.failures = _stack(X), ids, {}
 
-    monkeypatch.setattr(features, "extract", lambda *a, **k: Fake())
-    cfg = load_config(overrides={"corpus": "toy", "space": "emotion", "features": "ssl:/nowhere"})
+    calls = []
+    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(k) or Fake())
+    cfg = load_config(overrides={"corpus": "toy", "space": "emotion", "features": "ssl:/nowhere",
+                                 "feature_settings": {"pooling": "mean+std", "precision": "fp16"}})
     got, got_ids = _features(corpus, cfg, SkipLog("t"))
     assert got.shape == (len(X), 3, X.shape[1]) and list(got_ids) == list(ids)
+    assert calls[0]["pooling"] == "mean+std" and calls[0]["precision"] == "fp16"  # the store key's settings
 
 
 @pytest.mark.parametrize("method", ["similar", "meta"])

@@ -56,21 +56,30 @@ def load_feature_file(path: str | Path):
     return X, df.index.astype(str).to_numpy(dtype=object), f"file:{path.name}"
 
 
-def corpus_features(corpus, features: str, cache: Optional[Path], progress: bool):
-    """``(X, clip_ids, spec_dict)`` of a corpus from a feature file or the feature store."""
+def corpus_features(corpus, features: str, cache: Optional[Path], progress: bool, settings: dict | None = None):
+    """``(X, clip_ids, spec_dict)`` of a corpus from a feature file or the feature store.
+
+    ``settings`` are the extractor's (``perser extract``'s ``--pooling``, ``--precision`` ...):
+    they are part of the store key, and the spec dict records them so that audio given to
+    the trained model later is featurised the same way.
+    """
+    from perser.errors import ConfigError
     from perser.features import extract
 
+    settings = dict(settings or {})
     if _is_feature_file(features):
+        if settings:
+            raise ConfigError(f"feature settings {sorted(settings)} do not apply to a features file ({features})")
         X, ids, spec = load_feature_file(features)
         return X, ids, {"spec": spec, "file": str(Path(features).resolve())}
-    feats = extract(corpus, features, cache_dir=cache, shard=(0, 1), progress=progress)
+    feats = extract(corpus, features, cache_dir=cache, shard=(0, 1), progress=progress, **settings)
     if feats.failures:
         cid, msg = next(iter(feats.failures.items()))
         warnings.warn(
             f"{len(feats.failures)} clips have no {features} features and are left out (e.g. {cid}: {msg})",
             _perser_warning(), stacklevel=2,
         )
-    return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key}
+    return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key, **({"settings": settings} if settings else {})}
 
 
 def audio_features(paths: list[str], feature_spec: dict | None, cache: Optional[Path], progress: bool):
@@ -84,7 +93,8 @@ def audio_features(paths: list[str], feature_spec: dict | None, cache: Optional[
             "this model was trained on precomputed features of unknown origin; "
             "pass --features FILE with features of these clips"
         )
-    feats = extract(paths, spec, cache_dir=cache, shard=(0, 1), progress=progress)
+    settings = (feature_spec or {}).get("settings") or {}  # as at training: same numbers, same store key
+    feats = extract(paths, spec, cache_dir=cache, shard=(0, 1), progress=progress, **settings)
     if feats.failures:
         cid, msg = next(iter(feats.failures.items()))
         raise FeatureError(f"no features for {cid}: {msg}")
@@ -137,6 +147,18 @@ def _parse_value(v: str):
     return yaml.safe_load(v)
 
 
+def _key_values(pairs: list[str], flag: str, into: dict) -> dict:
+    """``KEY=VALUE`` pairs (YAML values) added to ``into``; a malformed pair names the flag."""
+    from perser.errors import ConfigError
+
+    for kv in pairs:
+        if "=" not in kv or not kv.split("=", 1)[0].strip():
+            raise ConfigError(f"{flag} {kv!r}: expected KEY=VALUE")
+        k, v = kv.split("=", 1)
+        into[k.strip()] = _parse_value(v)
+    return into
+
+
 def _read_config(path: Optional[Path]) -> dict:
     from perser.errors import ConfigError
 
@@ -152,11 +174,13 @@ def _read_config(path: Optional[Path]) -> dict:
         raise ConfigError(f"{path}: malformed YAML: {e}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping (method, space, features, params)")
-    unknown = set(cfg) - {"method", "space", "features", "params", "split", "format"}
+    unknown = set(cfg) - {"method", "space", "features", "feature_settings", "params", "split", "format"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; expected method, space, features, params, split, format")
-    if not isinstance(cfg.get("params", {}), dict):
-        raise ConfigError(f"{path}: 'params' must be a mapping of hyper-parameters")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; expected method, space, features, "
+                          "feature_settings, params, split, format")
+    for key in ("params", "feature_settings"):
+        if not isinstance(cfg.get(key) or {}, dict):
+            raise ConfigError(f"{path}: {key!r} must be a mapping")
     return cfg
 
 
@@ -173,6 +197,7 @@ def train_command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Mini-batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     param: List[str] = typer.Option([], "--param", "-p", help="Any hyper-parameter as KEY=VALUE (YAML value), repeatable."),
+    feature_setting: List[str] = typer.Option([], "--feature-setting", "-F", help="Extractor setting as KEY=VALUE (pooling, precision, pad_unmasked, max_duration ...), repeatable: the ones perser extract used."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Corpus format [default: detected]."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store [default: $PERSER_CACHE or ~/.cache/perser/features]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder; rerun the same command to resume."),
@@ -198,11 +223,8 @@ def train_command(
     if not features:
         raise ConfigError("name the features with --features (or 'features:' in --config)")
     params = dict(cfg.get("params") or {})
-    for kv in param:
-        if "=" not in kv:
-            raise ConfigError(f"--param {kv!r}: expected KEY=VALUE")
-        k, v = kv.split("=", 1)
-        params[k.strip()] = _parse_value(v)
+    _key_values(param, "--param", params)
+    fsettings = _key_values(feature_setting, "--feature-setting", dict(cfg.get("feature_settings") or {}))
     for k, v in (("seed", seed), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if v is not None:
             params[k] = v
@@ -215,7 +237,7 @@ def train_command(
 
     corpus = load_corpus(path, format=fmt)
     sp = corpus.space(space)
-    X, ids, fspec = corpus_features(corpus, features, cache, progress and main and err.is_terminal)
+    X, ids, fspec = corpus_features(corpus, features, cache, progress and main and err.is_terminal, fsettings)
     clips = corpus.clips
     if split is not None:
         if "split" not in clips.columns:

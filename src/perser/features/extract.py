@@ -197,6 +197,7 @@ def make_extractor(spec: str, device: str | None = None, store: FeatureStore | N
     ``max_duration=30``, ``sample_rate=16000`` for openSMILE).
     """
     spec = str(spec).strip()
+    _check_settings(spec, settings)
     if spec.startswith("ssl:"):
         from perser.features.ssl_models import SSLExtractor
 
@@ -221,6 +222,20 @@ def make_extractor(spec: str, device: str | None = None, store: FeatureStore | N
     if spec.lower() in FEATURE_SETS:
         return OpenSmileExtractor(spec.lower(), **settings)
     raise ConfigError(f"unknown feature spec {spec!r}; expected one of {', '.join(FEATURE_SETS)} or ssl:<model dir>")
+
+
+def _check_settings(spec: str, settings: dict) -> None:
+    """A :class:`ConfigError` naming any setting the extractor of ``spec`` does not take."""
+    import inspect
+
+    if spec.startswith("ssl:"):
+        from perser.features.ssl_models import SSLExtractor as cls
+    else:
+        from perser.features.smile import OpenSmileExtractor as cls
+    known = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "name", "device", "digest"}
+    unknown = sorted(set(settings) - known - {"digest"})
+    if unknown:
+        raise ConfigError(f"feature settings {unknown} are not settings of {spec!r}; it takes {sorted(known)}")
 
 
 class _RateColumn:

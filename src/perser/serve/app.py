@@ -179,7 +179,9 @@ class Service:
                         read_audio(p, max_duration=self.max_audio_seconds)
                     except FeatureError as e:
                         raise FeatureError(f"{self._name(clips, i, what)}: {str(e).replace(str(p), 'audio')}") from None
-                feats = extract(list(paths.values()), spec, cache_dir=self.cache_dir, shard=(0, 1), progress=False)
+                settings = (getattr(self.model, "feature_spec", None) or {}).get("settings") or {}
+                feats = extract(list(paths.values()), spec, cache_dir=self.cache_dir, shard=(0, 1), progress=False,
+                                **settings)
                 for i, p in paths.items():
                     if p in feats.failures:
                         msg = str(feats.failures[p]).replace(p, "audio")
