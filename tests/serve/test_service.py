@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import soundfile as sf
 import torch
 
 from perser.corpus.model import LabelSpace
-from perser.errors import ConfigError
+from perser.errors import ConfigError, PerserWarning
 from perser.methods import RatingSet, make_method
 from perser.serve import PredictRequest, ProfileStore, Service, create_app
 from perser.serve.store import model_fingerprint
@@ -251,6 +252,36 @@ def test_multilabel_service_takes_lists_of_classes(tmp_path):
     assert r.status_code == 200 and r.json()["profile"]["heads"] == ["a1"]
     p = http.post("/predict", json={"annotator": "gil", "clips": [{"features": Xe[0].tolist()}]}).json()["predictions"][0]
     assert p["label"] == [c for c in tags.classes if p["proba"][c] >= p["threshold"]]
+
+
+@pytest.mark.parametrize("method", ["finetune", "meta", "consensus", "mean-annotator"])
+def test_every_method_enrolls_and_predicts_through_the_service(tmp_path, method):
+    """Profiles with adapted weights (finetune, meta) are stored and used; listener-independent
+    methods enroll too (their profile is empty) and predict the same for everyone."""
+    from fastapi.testclient import TestClient
+
+    rs, W, label = _data(CAT, n_clips=120)
+    params = {**FAST, "epochs": 4}
+    if method == "meta":
+        params.update(meta_epochs=1, iters_per_epoch=3, k_support=5, k_query=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerserWarning)  # meta: four annotators, none left for validation
+        m = make_method(method, **params).fit(rs)
+    m.save(tmp_path / "m")
+    service = Service(tmp_path / "m", tmp_path / "p")
+    http = TestClient(create_app(service))
+    X = np.random.default_rng(7).standard_normal((10, D)).astype(np.float32)
+    r = http.post("/enroll", json={"annotator": "hal", "ratings": _ratings(X, label(X, W["a0"]))})
+    assert r.status_code == 200, r.text
+    stored = service.store.get("hal")
+    assert r.json()["adapted_tensors"] == sorted(stored.tensors)
+    if method in ("finetune", "meta"):
+        assert stored.tensors  # adapted head weights, in profile.safetensors
+        assert (tmp_path / "p" / "profiles" / "hal" / "profile.safetensors").is_file()
+    q = [{"features": x.tolist()} for x in X[:3]]
+    got = http.post("/predict", json={"annotator": "hal", "clips": q}).json()["predictions"]
+    want = Service(tmp_path / "m", tmp_path / "p").model.predict(stored, X[:3]).proba  # a fresh load agrees
+    np.testing.assert_allclose([[p["proba"][c] for c in CAT.classes] for p in got], want, rtol=1e-5, atol=1e-6)
 
 
 def test_store_keys_are_safe_folder_names(tmp_path):
