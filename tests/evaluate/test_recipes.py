@@ -91,6 +91,9 @@ def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
     assert "threshold" not in set(run.summary["metric"])
     s = run.summary
     assert not s[(s["method"] == "meta") & (s["metric"] == "macro_f1")].empty
+    # the paper's downstream model: two linear layers, both adapted by MAML, same network for consensus
+    params = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"}).method_params
+    assert params["meta"]["hidden"] == params["consensus"]["hidden"] == [256] and params["meta"]["adapt_layers"] == 1
 
 
 def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
