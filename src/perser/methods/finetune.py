@@ -25,7 +25,7 @@ from torch.func import functional_call
 from perser.errors import ConfigError
 from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.multi import CONSENSUS, MultiAnnotatorModel
-from perser.methods.similar import score_heads
+from perser.methods.similar import check_score, score_heads
 
 INITS = ("consensus", "similar")
 
@@ -77,7 +77,7 @@ class FineTune(MultiAnnotatorModel):
         self.train_trunk = train_trunk
         self.similar_score = similar_score
 
-    def _check_options(self) -> None:
+    def _check_options(self, kind: str) -> None:
         if self.init not in INITS:
             raise ConfigError(f"method {self.name!r}: unknown init {self.init!r}; use one of {INITS}")
         if self.init == "consensus" and not float(self.consensus_weight) > 0:
@@ -88,6 +88,7 @@ class FineTune(MultiAnnotatorModel):
             raise ConfigError(f"method {self.name!r}: finetune_lr must be positive, got {self.finetune_lr}")
         if float(self.l2sp) < 0:
             raise ConfigError(f"method {self.name!r}: l2sp must be >= 0, got {self.l2sp}")
+        check_score(self.name, self.similar_score, kind, option="similar_score")
 
     def seen_profile(self, annotator: str) -> Profile:
         """Seen annotators have no adapted head of their own: they are enrolled like new ones."""
@@ -95,7 +96,7 @@ class FineTune(MultiAnnotatorModel):
 
     def _check_fit_options(self, train: RatingSet) -> None:
         super()._check_fit_options(train)
-        self._check_options()
+        self._check_options(train.space.kind)
 
     def _start_head(self, X: np.ndarray, y: np.ndarray) -> tuple[str, int]:
         if self.init == "consensus":
@@ -107,7 +108,7 @@ class FineTune(MultiAnnotatorModel):
     def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
         """Adapt the head (and optionally the trunk) to the listener's K rated clips."""
         X, y = self._check_support(X, y)
-        self._check_options()
+        self._check_options(self.space_.kind)
         start, h = self._start_head(X, y)
         T = torch.from_numpy(self._targets(y))
         loss_fn = self._loss_fn()

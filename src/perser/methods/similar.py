@@ -69,12 +69,7 @@ class SimilarAnnotator(MultiAnnotatorModel):
         self.temperature = temperature
 
     def _check_options(self, kind: str) -> None:
-        if self.score not in SCORES:
-            raise ConfigError(f"method {self.name!r}: unknown score {self.score!r}; use one of {SCORES}")
-        if kind == "dimensional" and self.score in ("loglik", "f1"):
-            raise ConfigError(f"method {self.name!r}: score {self.score!r} needs a class space; use 'ccc' or 'mae'")
-        if kind != "dimensional" and self.score in ("ccc", "mae"):
-            raise ConfigError(f"method {self.name!r}: score {self.score!r} needs a dimensional space; use 'loglik' or 'f1'")
+        check_score(self.name, self.score, kind)
         if self.per_dimension and kind != "dimensional":
             raise ConfigError(f"method {self.name!r}: per_dimension=True needs a dimensional space, not {kind}")
         if int(self.top_k) < 1:
@@ -128,6 +123,17 @@ class SimilarAnnotator(MultiAnnotatorModel):
         return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
 
 
+def check_score(method: str, score: str, kind: str, option: str = "score") -> None:
+    """A :data:`SCORES` entry that fits a ``kind`` label space, or a :class:`ConfigError`
+    naming ``method`` and its ``option``."""
+    if score not in SCORES:
+        raise ConfigError(f"method {method!r}: unknown {option} {score!r}; use one of {SCORES}")
+    if kind == "dimensional" and score in ("loglik", "f1"):
+        raise ConfigError(f"method {method!r}: {option} {score!r} needs a class space; use 'ccc' or 'mae'")
+    if kind != "dimensional" and score in ("ccc", "mae"):
+        raise ConfigError(f"method {method!r}: {option} {score!r} needs a dimensional space; use 'loglik' or 'f1'")
+
+
 def score_heads(model: MultiAnnotatorModel, X: np.ndarray, y: np.ndarray, score: str = "auto", per_dimension: bool = False) -> tuple[str, np.ndarray, np.ndarray]:
     """Score every seen head of a fitted multi-annotator ``model`` on enrollment clips.
 
@@ -137,6 +143,7 @@ def score_heads(model: MultiAnnotatorModel, X: np.ndarray, y: np.ndarray, score:
     """
     X, y = model._check_support(X, y)
     kind = model.space_.kind
+    check_score(model.name, score, kind)  # an unknown score or one of the other kind would fall through to another
     out = model.head_outputs(X, activated=False)  # [K, H, n_out]
     K = len(X)
     if kind == "dimensional":
