@@ -56,7 +56,7 @@ class ConsensusModel(NeuralPersonalizer):
                 return loss_fn(model(Xv[vrows_t]), vT_t).item()
 
         try:
-            self.history_ = fit_model(self.net_, len(rows), batch_loss, valid_loss, self.train_config("consensus"))
+            self.history_ = fit_model(self.net_, len(rows), batch_loss, valid_loss, self.train_config("consensus", data=(train, valid)))
         finally:
             self.net_.to("cpu")
         return self

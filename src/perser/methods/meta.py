@@ -39,7 +39,7 @@ from perser.errors import ConfigError, PerserWarning, SkipLog
 from perser.methods import distributed
 from perser.methods.base import Predictions, Profile, RatingSet, _json_default
 from perser.methods.maml import MAMLPlusPlus, TaskBatch, adapted_query_loss, inner_loop, module_fn
-from perser.methods.neural import NeuralPersonalizer
+from perser.methods.neural import NeuralPersonalizer, data_key
 from perser.methods.persist import atomic_dir, load_tensors, save_tensors
 
 
@@ -274,6 +274,11 @@ class MetaPerSER(NeuralPersonalizer):
             msl_epochs=int(self.msl_epochs), meta_lr=float(self.meta_lr), min_meta_lr=float(self.min_meta_lr),
             n_epochs=int(self.meta_epochs), use_vmap=bool(self.use_vmap),
         )
+        self._ck_data = None
+        if self.checkpoint_dir:  # a checkpoint of other data or settings is refused, not resumed
+            settings = {k: v for k, v in self.get_params().items()
+                        if k not in (*self.RESUMABLE, "meta_epochs", "use_vmap", "init_model")}
+            self._ck_data = data_key(train, valid) + ":" + json.dumps(settings, sort_keys=True, default=_json_default)
         self.meta_history_ = self._meta_train(learner, train_tasks, valid_tasks, torch_dist)
         return self
 
@@ -347,7 +352,8 @@ class MetaPerSER(NeuralPersonalizer):
         best_score, bad, start = None, 0, 0
         ck = Path(self.checkpoint_dir) / "meta" if self.checkpoint_dir else None
         fp = {"names": names, "n_params": {k: list(v.shape) for k, v in learner.params.items()},
-              "seed": int(self.seed), "world_size": world}
+              "seed": int(self.seed), "world_size": world,
+              **({"data": self._ck_data} if getattr(self, "_ck_data", None) else {})}
         if ck is not None and (ck / "state.json").is_file():
             doc = json.loads((ck / "state.json").read_text(encoding="utf-8"))
             if doc.get("fingerprint") != json.loads(json.dumps(fp)):

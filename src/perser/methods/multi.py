@@ -113,6 +113,9 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         if float(self.head_shrinkage) > 0 and not float(self.consensus_weight) > 0:
             raise ConfigError(f"method {self.name!r}: head_shrinkage needs a consensus head (consensus_weight > 0)")
 
+    def fit_settings(self) -> dict:
+        return {p: _freeze(getattr(self, p, None)) for p in FIT_PARAMS if p not in self.RESUMABLE}
+
     # ---------------------------------------------------------------- fitting
     def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "MultiAnnotatorModel":
         self._check_fit_options(train)
@@ -180,7 +183,7 @@ class MultiAnnotatorModel(NeuralPersonalizer):
                 return loss_on(model, *V, all_rows).item()
 
         try:
-            self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, self.train_config(self.name))
+            self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, self.train_config(self.name, data=(train, valid)))
         finally:
             self.net_.to("cpu")
         return self

@@ -17,6 +17,7 @@ No pickle: loading a model runs no code from the folder.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -132,14 +133,28 @@ class NeuralPersonalizer(Personalizer):
     def get_params(self) -> dict:
         return {p: _plain(getattr(self, p)) for p in self.param_names() if hasattr(self, p)}
 
-    def train_config(self, description: str, checkpoint_sub: str = "") -> TrainConfig:
+    #: hyper-parameters a resumed checkpoint may differ in (more epochs continue a finished run)
+    RESUMABLE = ("epochs", "patience", "progress", "checkpoint_dir", "device")
+
+    def fit_settings(self) -> dict:
+        """The hyper-parameters that shape the fitted network (part of a checkpoint's fingerprint)."""
+        return {p: getattr(self, p) for p in NeuralPersonalizer.param_names() if p not in self.RESUMABLE}
+
+    def train_config(self, description: str, checkpoint_sub: str = "", data: tuple = ()) -> TrainConfig:
+        """Training settings; with checkpoints, ``data`` (the training and validation
+        :class:`RatingSet`) and :meth:`fit_settings` are fingerprinted, so that a checkpoint
+        written on other data or with other settings is refused instead of resumed."""
         ck = None
         if self.checkpoint_dir:
             ck = Path(self.checkpoint_dir) / checkpoint_sub if checkpoint_sub else Path(self.checkpoint_dir)
+        key = None
+        if ck is not None:
+            settings = json.dumps(self.fit_settings(), sort_keys=True, default=_json_default)
+            key = data_key(*data) + ":" + hashlib.sha1(settings.encode("utf-8")).hexdigest()
         return TrainConfig(
             epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
             weight_decay=float(self.weight_decay), patience=int(self.patience or 0), seed=int(self.seed),
-            checkpoint_dir=ck, progress=bool(self.progress), description=description,
+            checkpoint_dir=ck, progress=bool(self.progress), description=description, data_key=key,
         )
 
     def train_device(self) -> torch.device:
@@ -350,8 +365,6 @@ def read_config(path: str | Path) -> dict:
 
 def data_fingerprint(rs: RatingSet) -> str:
     """A digest of a rating set's content (features, clip index, annotators, labels, space)."""
-    import hashlib
-
     h = hashlib.sha1()
     for a in (rs.X, rs.clip_index, rs.y):
         a = np.ascontiguousarray(a)
@@ -361,6 +374,11 @@ def data_fingerprint(rs: RatingSet) -> str:
     h.update("\x1f".join(map(str, rs.annotator_ids)).encode("utf-8"))
     h.update(json.dumps(rs.space.to_dict(), sort_keys=True, default=str).encode("utf-8"))
     return h.hexdigest()
+
+
+def data_key(*sets: "RatingSet | None") -> str:
+    """One digest of several rating sets (``None`` entries included as such)."""
+    return hashlib.sha1("|".join("-" if rs is None else data_fingerprint(rs) for rs in sets).encode()).hexdigest()
 
 
 def _plain(v):

@@ -21,7 +21,8 @@ MSE; CCC is then computed per shard).
 Checkpoints (``checkpoint_dir``): after each epoch rank 0 atomically replaces the
 folder ``<checkpoint_dir>/last`` holding ``state.safetensors`` (model, best model, Adam
 moments) and ``state.json`` (epoch, history, early-stopping state, optimizer
-hyper-parameters, a fingerprint of the settings). No pickle is used.
+hyper-parameters, a fingerprint of the settings and, with ``TrainConfig.data_key``, of
+the training data). No pickle is used.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class TrainConfig:
 
     ``patience``: stop after this many epochs without a better validation loss
     (``0``/``None``: run all ``epochs``). ``min_delta``: the improvement that counts.
+    ``data_key``: a digest of the training data, part of the checkpoint's fingerprint,
+    so that a checkpoint written on other data of the same size is refused instead of
+    resumed.
     """
 
     epochs: int = 50
@@ -63,6 +67,7 @@ class TrainConfig:
     checkpoint_dir: str | Path | None = None
     progress: bool = True
     description: str = "training"
+    data_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -101,7 +106,9 @@ def batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarra
 
 
 def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
+    data = {} if cfg.data_key is None else {"data": cfg.data_key}
     return {
+        **data,
         "n_items": int(n),
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
