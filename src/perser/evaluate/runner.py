@@ -9,6 +9,7 @@ import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -54,12 +55,17 @@ def accepted_params(klass) -> set[str]:
     return out
 
 
-def _instantiate(name: str, params: dict, seed: int, quiet: bool = True) -> Personalizer:
+def _instantiate(name: str, params: dict, seed: int, quiet: bool = True, fold: str | None = None) -> Personalizer:
     """The method with ``params``; its ``seed``/``random_state`` set to the protocol seed
-    and its own progress bar off (``quiet``) unless given."""
+    and its own progress bar off (``quiet``) unless given. A ``checkpoint_dir`` becomes
+    ``<checkpoint_dir>/<method>/seed<seed>-fold<fold>``: each fit of the plan resumes
+    its own checkpoint (one folder for all would hand one split's model to the next)."""
     klass = get_method(name)
     params = dict(params)
     sig = accepted_params(klass)
+    if params.get("checkpoint_dir") and fold is not None:
+        sub = re.sub(r"[^A-Za-z0-9._-]+", "_", f"seed{seed}-fold{fold}")
+        params["checkpoint_dir"] = str(Path(params["checkpoint_dir"]) / re.sub(r"[^A-Za-z0-9._-]+", "_", name) / sub)
     for key in ("seed", "random_state"):
         if key in sig and key not in params:
             params[key] = seed
@@ -167,7 +173,7 @@ def run_plan(
                     if train is None:
                         train = _train_set(data, s)
                     _seed_everything(s.seed)
-                    m = _instantiate(name, methods[name], s.seed)
+                    m = _instantiate(name, methods[name], s.seed, fold=s.fold)
                     sig = _fit_signature(m) if share_fits else None
                     shared = {k: v for k, v in shared.items() if k[0] == s.fit_key}
                     t0 = time.perf_counter()
