@@ -143,6 +143,8 @@ def run_plan(
     names = [m for m in methods if m not in skipped]
     if not names:
         raise ConfigError("no method can run on this label space")
+    for name in names:  # a misspelt hyper-parameter fails now, not after the other methods' fits
+        _instantiate(name, methods[name], plan[0].seed if plan else 0)
     ann_rows: dict[str, dict[str, int]] = {}
     for i, (c, a) in enumerate(zip(data.ratings["clip_id"].to_numpy(), data.ratings["annotator_id"].to_numpy())):
         ann_rows.setdefault(a, {})[c] = i
