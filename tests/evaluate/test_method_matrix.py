@@ -75,9 +75,15 @@ def test_every_method_kind_and_feature_shape(tmp_path, small_toy, method, kind, 
     metrics = res[~res["metric"].isin(["n_test", "threshold", "threshold_max"])]
     assert len(metrics) and np.isfinite(metrics["value"].to_numpy(dtype=float)).all()
     seen = [b for b in out.blocks if b.scenario == "seen"]
-    if method in ("similar", "random-annotator"):
+    if method == "similar":
         # a seen listener is predicted by their own head, not by an enrollment
         assert seen and all(b.profile.get("heads") == [b.annotator] for b in seen)
+    elif method == "random-annotator":
+        # a random head for seen listeners too, the same draw whatever K (not their own, as a rule)
+        assert seen and all(len(b.profile.get("heads")) == 1 for b in seen)
+        assert any(b.profile["heads"] != [b.annotator] for b in seen)
+    elif method == "mean-annotator":
+        assert seen and all(not b.profile.get("heads") for b in seen)  # the mean names no head
     elif method in ("finetune", "meta"):
         # no head of their own: enrolled with K of their training ratings
         assert seen and all(b.profile.get("k") == b.k for b in seen)

@@ -282,6 +282,12 @@ class RandomAnnotator(MultiAnnotatorModel):
         self._check_support(X, y)
         return Profile(method=self.name, annotator=annotator, data={"heads": [self._draw(annotator)], "weights": [1.0]})
 
+    def seen_profile(self, annotator: str) -> Profile:
+        """A seen listener gets a random head too (not their own): the baseline says what a
+        head chosen without looking at the listener is worth, for seen and new listeners alike."""
+        self.head_index(annotator)
+        return Profile(method=self.name, annotator=annotator, data={"heads": [self._draw(annotator)], "weights": [1.0]})
+
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
         self._check_fitted()
         self._check_profile(profile)
@@ -298,6 +304,11 @@ class MeanAnnotator(MultiAnnotatorModel):
     def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
         self._check_support(X, y)
         return Profile(method=self.name, annotator=annotator, data={"k": int(len(X))})
+
+    def seen_profile(self, annotator: str) -> Profile:
+        """The same mean of all heads for a seen listener (the profile names no head)."""
+        self.head_index(annotator)
+        return Profile(method=self.name, annotator=annotator, data={})
 
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
         self._check_fitted()
