@@ -48,16 +48,7 @@ def test_methods_fitted_in_the_protocol_see_the_layers(tmp_path, toy, method, mo
     plan = make_plan(data, plan_settings(cfg))[:1]
     from perser.methods import get_method
 
-    cls = get_method(method)
-    fitted = []
-    real_fit = cls.fit
-
-    def spy(self, train, valid=None):
-        out = real_fit(self, train, valid)
-        fitted.append(self)
-        return out
-
-    monkeypatch.setattr(cls, "fit", spy)
+    fitted = _spy_fits(get_method(method), monkeypatch)
     small = {"hidden": [8], "epochs": 2, "batch_size": 128, "patience": 0}
     if method == "meta":
         small.update(meta_epochs=1, iters_per_epoch=2)
@@ -67,3 +58,17 @@ def test_methods_fitted_in_the_protocol_see_the_layers(tmp_path, toy, method, mo
     assert tuple(model.input_shape_) == (3, X.shape[1])
     logits = model.net_.trunk.layer_logits  # one learned weight per layer
     assert logits is not None and logits.shape == (3,)
+
+
+def _spy_fits(cls, monkeypatch) -> list:
+    """Every model of class ``cls`` that finishes a ``fit`` in this test (``monkeypatch`` restores ``fit``)."""
+    fitted = []
+    real_fit = cls.fit
+
+    def spy(self, train, valid=None):
+        out = real_fit(self, train, valid)
+        fitted.append(self)
+        return out
+
+    monkeypatch.setattr(cls, "fit", spy)
+    return fitted

@@ -137,7 +137,8 @@ def map_ratings(ratings: pd.DataFrame, source: LabelSpace, target: LabelSpace, m
 def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
     from perser.features import extract
 
-    feats = extract(corpus, cfg.features, cache_dir=cfg.feature_cache, workers=cfg.workers, **cfg.feature_settings)
+    feats = extract(corpus, cfg.features, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
+                    **cfg.feature_settings)
     failures = getattr(feats, "failures", {}) or {}
     for clip, msg in failures.items():
         log.add("clips without features (extraction failed), their ratings left out", f"{clip}: {msg}")
