@@ -1,6 +1,6 @@
 """Data-parallel training across processes (``torchrun``) with small, explicit helpers.
 
-``torchrun --nproc_per_node N perser train ...`` starts N processes with the
+``torchrun --nproc_per_node N -m perser train ...`` starts N processes with the
 environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; :func:`init` joins them into a process group (NCCL when CUDA is
 available, gloo otherwise). Without those variables every function here degrades to
