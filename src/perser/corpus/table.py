@@ -59,6 +59,40 @@ def read_rows(path: Path, **kw) -> tuple[pd.DataFrame, np.ndarray]:
     return df, lines
 
 
+def _header(path: Path) -> list[str]:
+    """Column names of a CSV file (its first line only)."""
+    return [str(c) for c in read_csv(path, nrows=0).columns]
+
+
+#: a number written with leading zeros (``0001``, ``-007``): an id, not a quantity
+_ZERO_PADDED = r"^\s*[+-]?0\d"
+
+
+def infer_column(col: pd.Series) -> pd.Series:
+    """A column read as text, typed as pandas would infer it, except that numbers written with
+    leading zeros (``"0001"``, a podcast or speaker id) stay text: pandas would read them as
+    ``1`` and a corpus written by :func:`write` would come back changed."""
+    present = col.dropna()
+    if present.empty:
+        return pd.to_numeric(col)
+    text = present.astype("str")
+    if text.str.match(_ZERO_PADDED).any():
+        return col
+    if pd.to_numeric(text, errors="coerce").notna().all():
+        return pd.to_numeric(col)
+    low = text.str.strip().str.lower()
+    if low.isin(["true", "false"]).all() and len(present) == len(col):
+        return (col.astype("str").str.strip().str.lower() == "true").rename(col.name)
+    return col
+
+
+def _infer_columns(df: pd.DataFrame, text: set[str]) -> pd.DataFrame:
+    for c in df.columns:
+        if c not in text:
+            df[c] = infer_column(df[c])
+    return df
+
+
 def read_spec(path: Path, log: SkipLog | None = None) -> dict:
     """Read and check ``corpus.yaml``.
 
@@ -139,8 +173,9 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     log.emit(stacklevel=2)
     spaces = read_spaces(path, spec)
     fc, fr, fa = path / "clips.csv", path / "ratings.csv", path / "annotators.csv"
-    clips, clip_lines = read_rows(fc, dtype={"clip_id": str, "path": str, "speaker": str, "split": str,
-                                             "session": str, "gender": str}, keep_default_na=False, na_values=[""])
+    clip_text = {"clip_id", "path", "speaker", "split", "session", "gender"}
+    clips, clip_lines = read_rows(fc, dtype={c: str for c in _header(fc)}, keep_default_na=False, na_values=[""])
+    clips = _infer_columns(clips, clip_text)  # other columns: numbers, unless zero-padded ids
     for col in ("clip_id", "path", "speaker"):
         if col not in clips.columns:
             raise CorpusError(f"{fc}: missing column {col!r} (has {list(clips.columns)})")
@@ -151,11 +186,12 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
     clips = make_clips(clips)
     clips["path"] = resolve_paths(clips["path"], path)
 
-    dtypes: dict = {"clip_id": str, "annotator_id": str, LABEL_COLUMN: str}
-    for s in spaces.values():
-        if s.is_class:
-            dtypes[s.name] = str
-    ratings, rating_lines = read_rows(fr, dtype=dtypes, keep_default_na=False, na_values=[""])
+    dims = {d for s in spaces.values() if not s.is_class for d in s.dimensions}  # validated as numbers below
+    rating_text = {"clip_id", "annotator_id", "is_self", "secondary", "other_text", LABEL_COLUMN,
+                   *(s.name for s in spaces.values() if s.is_class)}
+    ratings, rating_lines = read_rows(fr, dtype={c: str for c in _header(fr) if c not in dims},
+                                      keep_default_na=False, na_values=[""])
+    ratings = _infer_columns(ratings, rating_text | dims)
     for col in ("clip_id", "annotator_id"):
         if col not in ratings.columns:
             raise CorpusError(f"{fr}: missing column {col!r} (has {list(ratings.columns)})")
@@ -172,7 +208,9 @@ def load(path: Path, check_audio: bool = True) -> Corpus:
         ratings["is_self"] = _bools(ratings["is_self"], fr, rating_lines)
     annotators = None
     if fa.is_file():
-        annotators, annotator_lines = read_rows(fa, dtype={"annotator_id": str})
+        annotators, annotator_lines = read_rows(fa, dtype={c: str for c in _header(fa)}, keep_default_na=False,
+                                                na_values=[""])  # an id "NA" stays "NA", as in ratings.csv
+        annotators = _infer_columns(annotators, {"annotator_id"})
         if "annotator_id" not in annotators.columns:
             raise CorpusError(f"{fa}: missing column 'annotator_id'")
         annotators = annotators.set_index("annotator_id")
