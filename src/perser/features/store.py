@@ -63,6 +63,17 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _by_age(files) -> list[tuple[int, str, Path]]:
+    """``(mtime_ns, name, file)`` of each index file still there (a concurrent writer may merge some away)."""
+    out = []
+    for f in files:
+        try:
+            out.append((f.stat().st_mtime_ns, f.name, f))
+        except FileNotFoundError:
+            continue
+    return out
+
+
 class FeatureStore:
     """Features of audio files on disk, addressed by content hash and extractor key.
 
@@ -90,7 +101,8 @@ class FeatureStore:
         if self._index is not None:
             return self._index
         index: dict[str, tuple[int, int, int, str]] = {}
-        files = sorted(self._hash_dir.glob("*.tsv")) if self._hash_dir.is_dir() else []
+        files = self._hash_dir.glob("*.tsv") if self._hash_dir.is_dir() else []
+        files = [t[2] for t in sorted(_by_age(files), key=lambda t: t[:2])]  # oldest first: later lines win
         for f in files:
             try:
                 text = f.read_text(encoding="utf-8")
