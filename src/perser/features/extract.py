@@ -428,6 +428,11 @@ def extract(
         else:
             n_computed += 1
 
+    if store.damaged:
+        log = SkipLog("features " + extractor.spec)
+        for msg in store.damaged:
+            log.add("unreadable feature store entries computed again", msg)
+        log.emit(stacklevel=2)
     if failures:
         log = SkipLog("features " + extractor.spec)
         for cid, msg in failures.items():

@@ -88,6 +88,8 @@ class FeatureStore:
         self._index: dict[str, tuple[int, int, int, str]] | None = None
         self._new_lines: list[str] = []
         self._made_dirs: set[Path] = set()
+        #: entries :meth:`get` found unreadable (path: reason), treated as absent
+        self.damaged: list[str] = []
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.root)!r})"
@@ -212,10 +214,19 @@ class FeatureStore:
         return self.root / key / digest[:2] / f"{digest}.npy"
 
     def get(self, key: str, digest: str) -> np.ndarray | None:
-        """The stored array, or ``None`` when absent."""
+        """The stored array, or ``None`` when absent.
+
+        An entry that cannot be read as an array (damaged on disk, or written by something
+        else) counts as absent, so that it is computed again and replaced; its path is
+        added to :attr:`damaged` for the caller to report.
+        """
+        path = self.entry_path(key, digest)
         try:
-            return np.load(self.entry_path(key, digest), allow_pickle=False)
+            return np.load(path, allow_pickle=False)
         except FileNotFoundError:
+            return None
+        except (ValueError, OSError, EOFError) as e:  # numpy raises ValueError for a bad header or size
+            self.damaged.append(f"{path}: {e}")
             return None
 
     def has(self, key: str, digest: str) -> bool:
