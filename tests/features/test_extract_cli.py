@@ -65,3 +65,20 @@ def test_extract_ssl_pad_unmasked_flag_makes_its_own_entries(app, cli, tmp_path)
     r = cli.invoke(app, [*base, "--pad-unmasked"])
     assert r.exit_code == 0, r.output
     assert "computed 3, reused 0" in r.output  # other numbers, other key
+
+
+def test_extract_passes_loader_options_to_the_corpus(app, cli, tmp_path):
+    from perser.testing.corpora import write_crema_d
+
+    fx = write_crema_d(tmp_path / "crema", seed=1, missing_audio=1)
+    base = ["extract", str(fx.root), "-f", "egemaps", "--cache", str(tmp_path / "s"), "--no-progress"]
+    r = cli.invoke(app, base)  # the clip without audio is dropped by the loader (counted)
+    assert r.exit_code == 0, r.output
+    assert "failed 0" in r.output
+    kept = cli.invoke(app, [*base, "--option", "missing_audio=keep"])  # kept: its extraction fails, named
+    assert kept.exit_code == 0, kept.output
+    assert "failed 1" in kept.output and "failed:" in kept.output
+    bad = cli.invoke(app, [*base, "--option", "missing_audo=keep"])
+    assert bad.exit_code != 0 and "missing_audo" in str(bad.exception)
+    folder = cli.invoke(app, ["extract", str(tmp_path / "crema" / "AudioWAV"), "-f", "egemaps", "--option", "modality=face"])
+    assert folder.exit_code != 0 and "do not apply" in str(folder.exception)

@@ -184,3 +184,12 @@ def test_feature_files_written_by_extract_are_read_back(tmp_path, suffix):
     pd.DataFrame({"clip_id": ["a"], "f0": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(FeatureError, match="non-numeric.*f0"):
         method_cmd.load_feature_file(tmp_path / "bad.csv")
+
+
+def test_feature_csv_keeps_zero_padded_clip_ids(tmp_path):
+    from perser.cli.method_cmd import load_feature_file
+
+    f = tmp_path / "feats.csv"
+    pd.DataFrame({"clip_id": ["0001", "0002", "NA"], "f0": [1.0, 2.0, 3.0], "f1": [0.5, 0.25, 0.0]}).to_csv(f, index=False)
+    X, ids, spec = load_feature_file(f)
+    assert list(ids) == ["0001", "0002", "NA"] and X.shape == (3, 2) and spec == "file:feats.csv"

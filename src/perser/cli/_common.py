@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterator
+from typing import Any, Iterator, List, Optional
 
 from rich.console import Console
 
-__all__ = ["report_warnings"]
+__all__ = ["report_warnings", "parse_options", "OPTION_HELP"]
 
 
 @contextlib.contextmanager
@@ -31,3 +31,36 @@ def report_warnings(console: Console) -> Iterator[None]:
                     console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False, soft_wrap=True)
                 else:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+OPTION_HELP = ("A loader option KEY=VALUE (repeatable; VALUE read as a YAML scalar), e.g. modality=face for "
+               "CREMA-D, secondary=true for MSP-Podcast; see the format's loader for its options.")
+
+
+def parse_options(items: Optional[List[str]]) -> dict[str, Any]:
+    """``["modality=face", "max_first_click_s=10"]`` -> ``{"modality": "face", "max_first_click_s": 10}``.
+
+    Each value is parsed as a YAML scalar (``true``, ``10``, ``2.5``, ``null``; anything
+    else stays a string); a missing ``=``, an empty key, a repeated key or a non-scalar
+    value raise :class:`~perser.errors.ConfigError` naming the item.
+    """
+    import yaml
+
+    from perser.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r} is not KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"--option {key} is given twice")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"--option {item!r}: the value must be a single value, not a YAML {type(value).__name__}")
+        out[key] = value
+    return out

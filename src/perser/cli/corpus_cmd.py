@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from perser.cli._common import report_warnings
+from perser.cli._common import OPTION_HELP, parse_options, report_warnings
 
 corpus_app = typer.Typer(
     name="corpus",
@@ -20,39 +20,6 @@ corpus_app = typer.Typer(
 )
 
 FORMAT_HELP = "Corpus format (table, iemocap, msp-podcast, msp-improv, crema-d); detected from the layout when omitted."
-
-
-OPTION_HELP = ("A loader option KEY=VALUE (repeatable; VALUE read as a YAML scalar), e.g. modality=face for "
-               "CREMA-D, secondary=true for MSP-Podcast; see the format's loader for its options.")
-
-
-def parse_options(items: Optional[List[str]]) -> dict[str, Any]:
-    """``["modality=face", "max_first_click_s=10"]`` -> ``{"modality": "face", "max_first_click_s": 10}``.
-
-    Each value is parsed as a YAML scalar (``true``, ``10``, ``2.5``, ``null``; anything
-    else stays a string); a missing ``=``, an empty key, a repeated key or a non-scalar
-    value raise :class:`~perser.errors.ConfigError` naming the item.
-    """
-    import yaml
-
-    from perser.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--option {item!r} is not KEY=VALUE")
-        if key in out:
-            raise ConfigError(f"--option {key} is given twice")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"--option {item!r}: the value must be a single value, not a YAML {type(value).__name__}")
-        out[key] = value
-    return out
 
 
 def _load(path: Path, fmt: Optional[str], err: Console, options: Optional[dict] = None):

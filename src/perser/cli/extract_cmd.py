@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+
+from perser.cli._common import OPTION_HELP, parse_options
 
 FORMAT_HELP = (
     "Corpus format (table, iemocap, msp-podcast, msp-improv, crema-d); detected from the layout when omitted. "
@@ -27,6 +29,7 @@ def extract_command(
     max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Fail clips longer than this many seconds."),
     pad_unmasked: bool = typer.Option(False, "--pad-unmasked", help="SSL models without attention masks (wav2vec2-base, HuBERT-base): batch clips of different lengths zero-padded (faster; slightly different numbers, own cache key)."),
     export: Optional[Path] = typer.Option(None, "--export", "-o", help="Also write the features to a .npz, .parquet or .csv file."),
+    option: Optional[List[str]] = typer.Option(None, "--option", metavar="KEY=VALUE", help=OPTION_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Extract features into the content-addressed store; print where they are and what was computed."""
@@ -41,7 +44,7 @@ def extract_command(
     if features.startswith("ssl:"):
         settings.update(pooling=pooling, batch_size=batch_size, precision=precision, pad_unmasked=pad_unmasked)
     with report_warnings(err):
-        source = _source(path, fmt, err)
+        source = _source(path, fmt, err, parse_options(option))
         feats = extract(source, features, cache_dir=cache, workers=workers, device=device, shard=shard,
                         progress=err if progress and err.is_terminal else False, **settings)  # bars on stderr
     shape = "x".join(str(s) for s in feats.X.shape[1:])
@@ -58,26 +61,34 @@ def extract_command(
         out.print(f"written: {feats.save(export)}", highlight=False, soft_wrap=True)
 
 
-def _source(path: Path, fmt: Optional[str], err):
-    """A Corpus when ``path`` is one (or ``--format`` says so), else the path itself (audio files)."""
-    from perser.errors import CorpusError, FeatureError
+def _source(path: Path, fmt: Optional[str], err, options: Optional[dict] = None):
+    """A Corpus when ``path`` is one (or ``--format`` says so), else the path itself (audio files).
 
+    ``options`` go to the corpus loader; they are refused for a folder of audio files.
+    """
+    from perser.errors import ConfigError, CorpusError, FeatureError
+
+    options = options or {}
     if not path.exists():
         raise FeatureError(f"{path}: no such file or folder")
     if fmt is not None:
         from perser.corpus import load_corpus
 
-        return load_corpus(path, format=fmt)
+        return load_corpus(path, format=fmt, **options)
     if path.is_dir():
         from perser.corpus import detect_format, load_corpus
 
         try:
             fmt = detect_format(path)
         except CorpusError:
+            if options:
+                raise ConfigError(f"{path} is not a corpus layout: loader options {sorted(options)} do not apply") from None
             err.print(f"{path}: not a corpus layout; extracting every audio file under it", style="dim", highlight=False)
             return path
         err.print(f"detected corpus format: {fmt}", style="dim", highlight=False)
-        return load_corpus(path, format=fmt)
+        return load_corpus(path, format=fmt, **options)
+    if options:
+        raise ConfigError(f"{path} is a file, not a corpus: loader options {sorted(options)} do not apply")
     return path
 
 

@@ -43,7 +43,8 @@ def load_feature_file(path: str | Path):
                 raise FeatureError(f"{path}: a feature .npz needs arrays 'X' and 'clip_ids' (has {sorted(z.files)})")
             spec = str(z["spec"]) if "spec" in z else f"file:{path.name}"
             return z["X"].astype(np.float32), z["clip_ids"].astype(str).astype(object), spec
-    df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    # clip ids are text: "0001" must not come back as 1 (and miss the corpus's clip)
+    df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, dtype={"clip_id": str}, keep_default_na=False)
     if "clip_id" in df.columns:
         df = df.set_index("clip_id")
     elif df.index.name != "clip_id":
