@@ -193,3 +193,6 @@ def test_feature_csv_keeps_zero_padded_clip_ids(tmp_path):
     pd.DataFrame({"clip_id": ["0001", "0002", "NA"], "f0": [1.0, 2.0, 3.0], "f1": [0.5, 0.25, 0.0]}).to_csv(f, index=False)
     X, ids, spec = load_feature_file(f)
     assert list(ids) == ["0001", "0002", "NA"] and X.shape == (3, 2) and spec == "file:feats.csv"
+    f.write_text("clip_id,f0\n0001,1.0\n,2.0\n")
+    with pytest.raises(FeatureError, match=r"feats\.csv:3: empty clip_id"):
+        load_feature_file(f)

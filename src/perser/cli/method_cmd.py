@@ -43,9 +43,13 @@ def load_feature_file(path: str | Path):
                 raise FeatureError(f"{path}: a feature .npz needs arrays 'X' and 'clip_ids' (has {sorted(z.files)})")
             spec = str(z["spec"]) if "spec" in z else f"file:{path.name}"
             return z["X"].astype(np.float32), z["clip_ids"].astype(str).astype(object), spec
-    # clip ids are text: "0001" must not come back as 1 (and miss the corpus's clip)
-    df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, dtype={"clip_id": str}, keep_default_na=False)
+    if suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:  # clip ids are text ("0001" must not come back as 1 and miss the corpus's clip; "NA" is an id)
+        df = pd.read_csv(path, dtype={"clip_id": str}, keep_default_na=False, na_values=[""])
     if "clip_id" in df.columns:
+        if df["clip_id"].isna().any():
+            raise FeatureError(f"{path}:{int(df['clip_id'].isna().to_numpy().nonzero()[0][0]) + 2}: empty clip_id")
         df = df.set_index("clip_id")
     elif df.index.name != "clip_id":
         raise FeatureError(f"{path}: a feature table needs a 'clip_id' column or index")
