@@ -79,3 +79,21 @@ FAST = dict(hidden=(32,), dropout=0.0, epochs=30, batch_size=64, lr=3e-3, patien
 @pytest.fixture
 def fast():
     return dict(FAST)
+
+
+def three_rater_corpus(n: int = 30, classes=("a", "b", "c"), arousal: bool = False):
+    """``(corpus, X, clip_ids)``: ``n`` clips of one speaker, rated by three annotators
+    ``w0..w2`` who each label ``argmax(x[:3] + a)`` (and arousal ``3 + x[0]`` on 1-5)."""
+    from perser.corpus.model import Corpus, make_clips, make_ratings
+
+    rng = np.random.default_rng(0)
+    ids = [f"c{i:02d}" for i in range(n)]
+    X = rng.standard_normal((n, 4)).astype(np.float32)
+    clips = make_clips({"clip_id": ids, "path": [f"/x/{c}.wav" for c in ids], "speaker": ["s"] * n})
+    rows = [{"clip_id": c, "annotator_id": f"w{a}", "emotion": classes[int(np.argmax(X[i, :3] + a))],
+             **({"arousal": float(np.clip(3 + X[i, 0], 1, 5))} if arousal else {})}
+            for a in range(3) for i, c in enumerate(ids)]
+    spaces = {"emotion": LabelSpace("emotion", "categorical", classes=tuple(classes))}
+    if arousal:
+        spaces["avd"] = LabelSpace("avd", "dimensional", dimensions=("arousal",), scale=(1, 5))
+    return Corpus("t", clips, make_ratings(rows), spaces), X, np.asarray(ids, dtype=object)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.errors import ConfigError
 from perser.methods import RatingSet, make_method
+
+from .conftest import three_rater_corpus
 
 CLASSES = ("a", "b", "c")
 PARAMS = {
@@ -22,15 +23,8 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def sets():
-    rng = np.random.default_rng(0)
-    n = 24
-    ids = [f"c{i:02d}" for i in range(n)]
-    X = rng.standard_normal((n, 4)).astype(np.float32)
-    clips = make_clips({"clip_id": ids, "path": [f"/x/{c}.wav" for c in ids], "speaker": ["s"] * n})
-    rows = [{"clip_id": c, "annotator_id": f"w{a}", "emotion": CLASSES[int(np.argmax(X[i, :3] + a))]}
-            for a in range(3) for i, c in enumerate(ids)]
-    corpus = Corpus("t", clips, make_ratings(rows), {"emotion": LabelSpace("emotion", "categorical", classes=CLASSES)})
-    a = RatingSet.from_corpus(corpus, X, "emotion", clip_ids=np.asarray(ids, dtype=object))
+    corpus, X, ids = three_rater_corpus(n=24, classes=CLASSES)
+    a = RatingSet.from_corpus(corpus, X, "emotion", clip_ids=ids)
     # the same size and shapes, other features and labels
     b = RatingSet(-a.X[::-1].copy(), a.clip_ids, a.clip_index, a.annotator_ids, (a.y + 1) % len(CLASSES), a.space)
     return a, b

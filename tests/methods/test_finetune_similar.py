@@ -8,25 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.errors import ConfigError
 from perser.methods import RatingSet, make_method
+
+from .conftest import three_rater_corpus
 
 CLASSES = ("a", "b", "c")
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    rng = np.random.default_rng(0)
-    n = 30
-    ids = [f"c{i:02d}" for i in range(n)]
-    X = rng.standard_normal((n, 4)).astype(np.float32)
-    clips = make_clips({"clip_id": ids, "path": [f"/x/{c}.wav" for c in ids], "speaker": ["s"] * n})
-    rows = [{"clip_id": c, "annotator_id": f"w{a}", "emotion": CLASSES[int(np.argmax(X[i, :3] + a))],
-             "arousal": float(np.clip(3 + X[i, 0], 1, 5))} for a in range(3) for i, c in enumerate(ids)]
-    spaces = {"emotion": LabelSpace("emotion", "categorical", classes=CLASSES),
-              "avd": LabelSpace("avd", "dimensional", dimensions=("arousal",), scale=(1, 5))}
-    return Corpus("t", clips, make_ratings(rows), spaces), X, np.asarray(ids, dtype=object)
+    return three_rater_corpus(n=30, classes=CLASSES, arousal=True)
 
 
 def _fit(corpus, space, **params):
