@@ -39,7 +39,7 @@ from perser.errors import ConfigError, PerserWarning, SkipLog
 from perser.methods import distributed
 from perser.methods.base import Predictions, Profile, RatingSet, _json_default
 from perser.methods.maml import MAMLPlusPlus, TaskBatch, adapted_query_loss, inner_loop, module_fn
-from perser.methods.neural import NeuralPersonalizer, data_key
+from perser.methods.neural import NeuralPersonalizer, checkpoint_key
 from perser.methods.persist import atomic_dir, load_tensors, save_tensors
 
 
@@ -274,12 +274,12 @@ class MetaPerSER(NeuralPersonalizer):
             msl_epochs=int(self.msl_epochs), meta_lr=float(self.meta_lr), min_meta_lr=float(self.min_meta_lr),
             n_epochs=int(self.meta_epochs), use_vmap=bool(self.use_vmap),
         )
-        self._ck_data = None
+        ck_key = None
         if self.checkpoint_dir:  # a checkpoint of other data or settings is refused, not resumed
             settings = {k: v for k, v in self.get_params().items()
                         if k not in (*self.RESUMABLE, "meta_epochs", "use_vmap", "init_model")}
-            self._ck_data = data_key(train, valid) + ":" + json.dumps(settings, sort_keys=True, default=_json_default)
-        self.meta_history_ = self._meta_train(learner, train_tasks, valid_tasks, torch_dist)
+            ck_key = checkpoint_key((train, valid), settings)
+        self.meta_history_ = self._meta_train(learner, train_tasks, valid_tasks, torch_dist, ck_key)
         return self
 
     def _tasks(self, train: RatingSet, valid: RatingSet | None):
@@ -344,7 +344,8 @@ class MetaPerSER(NeuralPersonalizer):
         k = int(self.k_support)
         return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:])
 
-    def _meta_train(self, learner: MAMLPlusPlus, train_tasks, vtasks, torch_dist: bool) -> list[dict]:
+    def _meta_train(self, learner: MAMLPlusPlus, train_tasks, vtasks, torch_dist: bool,
+                    ck_key: str | None = None) -> list[dict]:
         names, pools, data = train_tasks
         world, rank = distributed.world_size(), distributed.rank()
         history: list[dict] = []
@@ -353,7 +354,7 @@ class MetaPerSER(NeuralPersonalizer):
         ck = Path(self.checkpoint_dir) / "meta" if self.checkpoint_dir else None
         fp = {"names": names, "n_params": {k: list(v.shape) for k, v in learner.params.items()},
               "seed": int(self.seed), "world_size": world,
-              **({"data": self._ck_data} if getattr(self, "_ck_data", None) else {})}
+              **({"data": ck_key} if ck_key else {})}
         if ck is not None and (ck / "state.json").is_file():
             doc = json.loads((ck / "state.json").read_text(encoding="utf-8"))
             if doc.get("fingerprint") != json.loads(json.dumps(fp)):

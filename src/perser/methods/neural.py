@@ -147,10 +147,7 @@ class NeuralPersonalizer(Personalizer):
         ck = None
         if self.checkpoint_dir:
             ck = Path(self.checkpoint_dir) / checkpoint_sub if checkpoint_sub else Path(self.checkpoint_dir)
-        key = None
-        if ck is not None:
-            settings = json.dumps(self.fit_settings(), sort_keys=True, default=_json_default)
-            key = data_key(*data) + ":" + hashlib.sha1(settings.encode("utf-8")).hexdigest()
+        key = checkpoint_key(data, self.fit_settings()) if ck is not None else None
         return TrainConfig(
             epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
             weight_decay=float(self.weight_decay), patience=int(self.patience or 0), seed=int(self.seed),
@@ -379,6 +376,13 @@ def data_fingerprint(rs: RatingSet) -> str:
 def data_key(*sets: "RatingSet | None") -> str:
     """One digest of several rating sets (``None`` entries included as such)."""
     return hashlib.sha1("|".join("-" if rs is None else data_fingerprint(rs) for rs in sets).encode()).hexdigest()
+
+
+def checkpoint_key(sets: tuple, settings: dict) -> str:
+    """A checkpoint's identity: digests of its training (and validation) rating sets and of
+    the fit settings, so that one written on other data or settings is refused, not resumed."""
+    blob = json.dumps(settings, sort_keys=True, default=_json_default)
+    return data_key(*sets) + ":" + hashlib.sha1(blob.encode("utf-8")).hexdigest()
 
 
 def _plain(v):
