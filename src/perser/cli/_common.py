@@ -8,7 +8,7 @@ from typing import Any, Iterator, List, Optional
 
 from rich.console import Console
 
-__all__ = ["report_warnings", "parse_options", "OPTION_HELP"]
+__all__ = ["report_warnings", "parse_key_value", "parse_options", "OPTION_HELP"]
 
 
 @contextlib.contextmanager
@@ -37,29 +37,38 @@ OPTION_HELP = ("A loader option KEY=VALUE (repeatable; VALUE read as a YAML scal
                "CREMA-D, secondary=true for MSP-Podcast; see the format's loader for its options.")
 
 
-def parse_options(items: Optional[List[str]]) -> dict[str, Any]:
-    """``["modality=face", "max_first_click_s=10"]`` -> ``{"modality": "face", "max_first_click_s": 10}``.
-
-    Each value is parsed as a YAML scalar (``true``, ``10``, ``2.5``, ``null``; anything
-    else stays a string); a missing ``=``, an empty key, a repeated key or a non-scalar
-    value raise :class:`~perser.errors.ConfigError` naming the item.
-    """
+def parse_key_value(item: str, flag: str = "--option") -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE)`` with VALUE read as YAML (``true``, ``10``, ``[16]``,
+    ``null``; text YAML cannot read stays a string; nothing after ``=`` is ``None``); a
+    missing ``=`` or an empty key raises :class:`~perser.errors.ConfigError` naming ``flag``."""
     import yaml
 
     from perser.errors import ConfigError
 
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{flag} {item!r} is not KEY=VALUE")
+    try:
+        return key, (yaml.safe_load(text) if text.strip() else None)
+    except yaml.YAMLError:
+        return key, text
+
+
+def parse_options(items: Optional[List[str]]) -> dict[str, Any]:
+    """``["modality=face", "max_first_click_s=10"]`` -> ``{"modality": "face", "max_first_click_s": 10}``.
+
+    Each value is parsed as a YAML scalar (see :func:`parse_key_value`); a missing ``=``, an
+    empty key, a repeated key or a non-scalar value raise :class:`~perser.errors.ConfigError`
+    naming the item.
+    """
+    from perser.errors import ConfigError
+
     out: dict[str, Any] = {}
     for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--option {item!r} is not KEY=VALUE")
+        key, value = parse_key_value(item)
         if key in out:
             raise ConfigError(f"--option {key} is given twice")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
         if isinstance(value, (dict, list)):
             raise ConfigError(f"--option {item!r}: the value must be a single value, not a YAML {type(value).__name__}")
         out[key] = value

@@ -146,21 +146,14 @@ def _features_for(items: list[str], model, features: Optional[str], corpus: Opti
 
 
 # --------------------------------------------------------------------- train
-def _parse_value(v: str):
-    import yaml
-
-    return yaml.safe_load(v)
-
-
 def _key_values(pairs: list[str], flag: str, into: dict) -> dict:
-    """``KEY=VALUE`` pairs (YAML values) added to ``into``; a malformed pair names the flag."""
-    from perser.errors import ConfigError
+    """``KEY=VALUE`` pairs (YAML values, see :func:`perser.cli._common.parse_key_value`) added
+    to ``into``, later ones winning; a malformed pair names the flag."""
+    from perser.cli._common import parse_key_value
 
     for kv in pairs:
-        if "=" not in kv or not kv.split("=", 1)[0].strip():
-            raise ConfigError(f"{flag} {kv!r}: expected KEY=VALUE")
-        k, v = kv.split("=", 1)
-        into[k.strip()] = _parse_value(v)
+        key, value = parse_key_value(kv, flag)
+        into[key] = value
     return into
 
 
