@@ -29,7 +29,7 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 
@@ -52,15 +52,24 @@ def file_digest(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:DIGEST_CHARS]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"  # never matches an entry's glob
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` into a temporary sibling of ``path``, then rename it over ``path``.
+
+    The temporary file is ``.tmp-<hex>.part``: it never matches an entry's, index file's or
+    meta file's name, so a writer killed before the rename leaves nothing that is read.
+    """
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda f: f.write(data))
 
 
 def _by_age(files) -> list[tuple[int, str, Path]]:
@@ -238,14 +247,7 @@ class FeatureStore:
         if path.parent not in self._made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path.parent)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"  # not "*.npy": never listed as an entry
-        try:
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(value), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
         return path
 
     def keys(self, key: str) -> list[str]:
