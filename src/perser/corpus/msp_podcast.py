@@ -389,18 +389,14 @@ def _assemble(fn, worker, primary, second, values: dict, at, unknown_labels: str
             i = int(np.flatnonzero(bad)[0])
             raise CorpusError(f"{at(i)}: {key} value {raw.iloc[i]!r} is not a number")
         v = num.to_numpy()
-        off = ~np.isnan(v) & ((v < SCALE[0]) | (v > SCALE[1]))
-        if off.any():
-            i = int(np.flatnonzero(off)[0])
-            log.add(f"{key} values off the 1-7 scale (treated as NaN)", f"{raw.iloc[i]} at {at(i)}", int(off.sum()))
-            v = np.where(off, np.nan, v)
-        # workers answer on an integer 1-7 scale (written 4.0): a fraction is not an answer on it
-        frac = ~np.isnan(v) & (v != np.round(v))
-        if frac.any():
-            i = int(np.flatnonzero(frac)[0])
-            log.add(f"{key} values that are not whole numbers on the 1-7 scale (treated as NaN)",
-                    f"{raw.iloc[i]} at {at(i)}", int(frac.sum()))
-            v = np.where(frac, np.nan, v)
+        # workers answer on an integer 1-7 scale (written 4.0): off it, or a fraction, is no answer
+        for what, wrong in (("off the 1-7 scale", lambda x: (x < SCALE[0]) | (x > SCALE[1])),
+                            ("that are not whole numbers on the 1-7 scale", lambda x: x != np.round(x))):
+            bad = ~np.isnan(v) & wrong(v)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                log.add(f"{key} values {what} (treated as NaN)", f"{raw.iloc[i]} at {at(i)}", int(bad.sum()))
+                v = np.where(bad, np.nan, v)
         out[dim] = v
     return out.loc[keep[codes] if n else slice(None)].reset_index(drop=True)
 
