@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from perser.corpus.model import MULTILABEL_SEP
+from perser.corpus.model import MULTILABEL_SEP, split_multilabel
 from perser.errors import ConfigError, CorpusError, FeatureError, PerserError
 from perser.methods.base import Personalizer, Profile, _json_default
 from perser.serve.store import ProfileExists, ProfileStore, UnknownAnnotator, check_annotator_id, model_fingerprint
@@ -162,12 +162,12 @@ class Service:
                 if not audio[i]:
                     raise FeatureError(f"{name}: 'audio' is empty")
         if audio:
-            spec = (getattr(self.model, "feature_spec", None) or {}).get("spec")
+            fspec = getattr(self.model, "feature_spec", None) or {}
+            spec = fspec.get("spec")
             if not spec or str(spec).startswith("file:"):
                 raise ConfigError("this model was trained on precomputed features of unknown origin; send 'features', not 'audio'")
-            from perser.features import extract
-
             from perser.audio import read_audio
+            from perser.features import extract
 
             with tempfile.TemporaryDirectory(prefix="perser-serve-") as tmp:
                 paths = {}
@@ -179,9 +179,8 @@ class Service:
                         read_audio(p, max_duration=self.max_audio_seconds)
                     except FeatureError as e:
                         raise FeatureError(f"{self._name(clips, i, what)}: {str(e).replace(str(p), 'audio')}") from None
-                settings = (getattr(self.model, "feature_spec", None) or {}).get("settings") or {}
                 feats = extract(list(paths.values()), spec, cache_dir=self.cache_dir, shard=(0, 1), progress=False,
-                                **settings)
+                                **(fspec.get("settings") or {}))  # as at training: same numbers, same store key
                 for i, p in paths.items():
                     if p in feats.failures:
                         msg = str(feats.failures[p]).replace(p, "audio")
@@ -253,16 +252,16 @@ class Service:
         with self._lock:
             pred = self.model.predict(profile, X)
         sp = self.space
+        labels = pred.labels if sp.is_class else None  # the decision is Predictions' (argmax, or the threshold)
         out = []
         for i, c in enumerate(req.clips):
             item: dict[str, Any] = {"id": c.id if c.id is not None else str(i)}
             if sp.is_class:
-                p = np.asarray(pred.proba[i], dtype=float)
-                item["proba"] = {cls: float(v) for cls, v in zip(sp.classes, p)}
+                item["proba"] = {cls: float(v) for cls, v in zip(sp.classes, np.asarray(pred.proba[i], dtype=float))}
                 if sp.kind == "categorical":
-                    item["label"] = sp.classes[int(p.argmax())]
+                    item["label"] = labels[i]
                 else:
-                    item["label"] = [cls for cls, v in zip(sp.classes, p) if v >= pred.threshold]
+                    item["label"] = split_multilabel(labels[i])
                     item["threshold"] = float(pred.threshold)
             else:
                 item["values"] = {d: float(v) for d, v in zip(sp.dimensions, np.asarray(pred.values[i], dtype=float))}

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from perser.errors import ConfigError, PerserError
+from perser.features.store import file_digest
 from perser.methods.base import Profile
 
 #: what an annotator id may look like: 1-200 printable characters, no control characters
@@ -49,8 +50,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(root)).encode("utf-8") + b"\0")
-        with open(f, "rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(file_digest(f).encode("ascii"))
     return h.hexdigest()[:24]
 
 
@@ -96,7 +96,7 @@ class ProfileStore:
                     f"{self.model_info['fingerprint']}); use another --profiles folder"
                 )
         else:
-            (self.root / "profiles").mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
             tmp = meta.with_name(".store.json.part")
             tmp.write_text(json.dumps(self.model_info, indent=2, sort_keys=True), encoding="utf-8")
             tmp.replace(meta)
