@@ -64,8 +64,8 @@ def _instantiate(name: str, params: dict, seed: int, quiet: bool = True, fold: s
     params = dict(params)
     sig = accepted_params(klass)
     if params.get("checkpoint_dir") and fold is not None:
-        sub = re.sub(r"[^A-Za-z0-9._-]+", "_", f"seed{seed}-fold{fold}")
-        params["checkpoint_dir"] = str(Path(params["checkpoint_dir"]) / re.sub(r"[^A-Za-z0-9._-]+", "_", name) / sub)
+        parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", x) for x in (name, f"seed{seed}-fold{fold}")]  # safe folder names
+        params["checkpoint_dir"] = str(Path(params["checkpoint_dir"]).joinpath(*parts))
     for key in ("seed", "random_state"):
         if key in sig and key not in params:
             params[key] = seed

@@ -249,7 +249,10 @@ def summarize(
             v = vals.droplevel("method")
             lo, hi = bootstrap_ci(v.to_numpy(), n_boot=n_boot, level=level, seed=seed)
             gain, p = _paired(v, base, sign) if method != baseline else (np.nan, np.nan)
-            p_cons = _paired(v, cons, sign)[1] if method != "consensus" else np.nan
+            if baseline == "consensus":  # the same test
+                p_cons = p
+            else:
+                p_cons = _paired(v, cons, sign)[1] if method != "consensus" else np.nan
             decision = metric_decision(metric)
             if decision == "threshold" and thr_range is not None and (method, scen, k) in thr_range.index:
                 decision = threshold_text(*thr_range.loc[(method, scen, k)].to_numpy(dtype=float))
