@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from perser.corpus.model import LabelSpace
+from perser.corpus.model import LabelSpace  # noqa: F401
 
 CAT = LabelSpace("emotion", "categorical", classes=("a", "b", "c"))
 DIM = LabelSpace("avd", "dimensional", dimensions=("arousal", "valence"), scale=(1, 5))
@@ -41,3 +41,21 @@ def keys(n: int) -> np.ndarray:
 @pytest.fixture
 def fake():
     return FakeHeads
+
+
+def _evaluate_conftest():
+    """The evaluation tests' toy corpus builder (tests/evaluate/conftest.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "evaluate" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("perser_tests_evaluate_conftest", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def make_toy():
+    """A small in-memory corpus with two perception styles (see tests/evaluate/conftest.py)."""
+    return _evaluate_conftest().toy_corpus

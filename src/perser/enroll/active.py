@@ -101,7 +101,7 @@ class ActiveStrategy(Strategy):
         self.density = density
         self.n_target = n_target
 
-    def _check(self) -> None:
+    def check_params(self) -> None:
         if self.criterion not in CRITERIA:
             raise ConfigError(f"strategy 'active': unknown criterion {self.criterion!r}; use one of {CRITERIA}")
         if not float(self.density) >= 0:
@@ -110,7 +110,7 @@ class ActiveStrategy(Strategy):
             raise ConfigError(f"strategy 'active': n_target must be at least 1, got {self.n_target}")
 
     def fit(self, model=None, train=None) -> "ActiveStrategy":
-        self._check()
+        self.check_params()
         if model is None:
             raise PerserError("strategy 'active' needs a fitted method")
         self.model_ = model

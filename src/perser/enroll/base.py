@@ -112,6 +112,9 @@ class Strategy:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
+    def check_params(self) -> None:
+        """Raise a :class:`~perser.errors.ConfigError` naming a bad hyper-parameter."""
+
     def fit(self, model=None, train=None) -> "Strategy":
         """Bind the fitted method ``model`` (and, where the strategy uses them, the seen
         listeners' ratings ``train``, a :class:`~perser.methods.base.RatingSet`)."""
