@@ -521,12 +521,9 @@ def _check_arguments(caller: str, **values) -> None:
 
 # ============================================================================= public
 def _progress():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from perser._io import progress_bar
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty(),
-    )
+    return progress_bar(eta=True, transient=True, disable=not sys.stderr.isatty())
 
 
 def make_demo(out: str | Path, n_clips: int = 1500, n_annotators: int = 120, n_new: int = 40,

@@ -58,7 +58,6 @@ QUICK_METHOD_PARAMS: dict[str, dict] = {
 
 def _accepted(params: dict[str, dict]) -> dict[str, dict]:
     """Keep only the hyper-parameters each registered method accepts (methods evolve)."""
-    from perser.evaluate.runner import accepted_params
     from perser.methods import available_methods, get_method
 
     out = {}
@@ -66,7 +65,7 @@ def _accepted(params: dict[str, dict]) -> dict[str, dict]:
         if name not in available_methods():
             continue
         try:
-            sig = accepted_params(get_method(name))
+            sig = get_method(name).param_names()
         except ImportError:
             continue
         out[name] = {k: v for k, v in p.items() if k in sig}

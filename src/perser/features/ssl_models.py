@@ -43,7 +43,8 @@ import numpy as np
 
 from perser.audio import SILENCE_PEAK, audio_info, read_audio, split_chunks
 from perser.errors import FeatureError
-from perser.features.base import Extractor, Job, Sink, library_versions
+from perser._io import package_versions
+from perser.features.base import Extractor, Job, Sink
 from perser.features.store import file_digest
 
 __all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "weight_files", "POOLINGS"]
@@ -245,7 +246,7 @@ class SSLExtractor(Extractor):
             "chunk_seconds": self.chunk_seconds,
             # padding without a mask changes the numbers; with a mask it changes nothing
             **({"pad_unmasked": True} if self.pad_unmasked and not self.use_mask else {}),
-            **library_versions("torch", "transformers"),  # an upgrade may change the numbers
+            **package_versions("torch", "transformers"),  # an upgrade may change the numbers
         }
 
     def meta(self) -> dict:

@@ -40,7 +40,8 @@ from perser.methods import distributed
 from perser.methods.base import Predictions, Profile, RatingSet, _json_default
 from perser.methods.maml import MAMLPlusPlus, TaskBatch, adapted_query_loss, inner_loop, module_fn
 from perser.methods.neural import NeuralPersonalizer, checkpoint_key
-from perser.methods.persist import atomic_dir, load_tensors, save_tensors
+from perser._io import atomic_dir
+from perser.methods.persist import load_tensors, save_tensors
 
 
 class AdaptedHead(nn.Module):
