@@ -1,6 +1,6 @@
 """``perser demo``: the synthetic demo corpus, eGeMAPS features and every method over the K sweep.
 
-The demo corpus (:func:`perser.corpus.demo.make_demo`) has listeners of four
+The demo corpus (:func:`perser.corpus.synthetic.make_demo`) has listeners of four
 perception styles and held-out *new* listeners (``annotators.csv``: ``style``,
 ``new``), so the report can also say how often ``similar`` retrieves a seen listener
 of the new listener's own style. The settings below are chosen so that the whole demo
@@ -14,7 +14,7 @@ listener, fold and seed for every method, and the demo must stay inside its two-
 budget. Listeners: the K-curves compare the same listeners at every K
 (``common_listeners``), so K=30 would exclude every listener with fewer than 30 ratings
 in the training folds from *all* K -- and the demo corpus gives some listeners as few
-as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.demo`).
+as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.synthetic.latent`).
 To see K=30 on the demo corpus, evaluate the demo's configuration
 (:func:`demo_config`) with ``k: [5, 10, 20, 30]``.
 """
@@ -102,7 +102,7 @@ def build_corpus(out: Path, quick: bool = False, console=None) -> Path:
     """The demo corpus under ``out/corpus``, made once (kept when it has the wanted size)."""
     import yaml
 
-    from perser.corpus.demo import make_demo
+    from perser.corpus.synthetic import make_demo
 
     n_clips, n_ann, n_new = QUICK_CORPUS if quick else FULL_CORPUS
     folder = Path(out) / "corpus"

@@ -47,7 +47,7 @@ from perser._io import package_versions
 from perser.features.base import Extractor, Job, Sink
 from perser.features.store import file_digest
 
-__all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "weight_files", "POOLINGS"]
+__all__ = ["SSLExtractor", "resolve_model_dir", "encoder_fingerprint", "weight_files", "POOLINGS"]
 
 POOLINGS = ("mean", "mean+std")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -94,8 +94,8 @@ def weight_files(model_dir: Path) -> list[Path]:
     return weights
 
 
-def model_fingerprint(model_dir: Path, digest=file_digest) -> str:
-    """Hash of a model folder's config files and weight files' contents.
+def encoder_fingerprint(model_dir: Path, digest=file_digest) -> str:
+    """Hash of a speech encoder folder's config files and weight files' contents (part of the store key).
 
     ``digest(path)`` hashes one weight file; pass a cached one (see
     :meth:`perser.features.store.FeatureStore.content_hashes`) to hash each file once.
@@ -204,7 +204,7 @@ class SSLExtractor(Extractor):
     @cached_property
     def fingerprint(self) -> str:
         """Hash of the model's configs and weights (computed when the store key is first needed)."""
-        return model_fingerprint(self.model_dir, self._digest)
+        return encoder_fingerprint(self.model_dir, self._digest)
 
     def key_files(self) -> list[str]:
         return [str(f.resolve()) for f in self._weights]
