@@ -189,20 +189,18 @@ class TrainConfig(BaseModel):
                 doc[key] = {**(doc.get(key) or {}), **(value or {})}
             elif value is not None:
                 doc[key] = value
-        doc = _expand(doc)
-        try:
-            return cls.model_validate(doc)
-        except ValidationError as e:
-            raise ConfigError((f"{path}: " if path is not None else "") + _errors(e)) from None
+        return _validated(cls, doc, path)
 
 
-def _errors(e: ValidationError) -> str:
-    """A pydantic validation error as ``key: message; key: message``."""
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        lines.append(f"{loc}: {err['msg']}")
-    return "; ".join(lines)
+def _validated(model: type[BaseModel], doc: dict, path: str | Path | None) -> Any:
+    """``doc`` with its ``${VAR}`` expanded, validated as ``model``; errors as one
+    :class:`ConfigError` (``file: key: message; key: message``)."""
+    doc = _expand(doc)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        lines = [f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
+        raise ConfigError((f"{path}: " if path is not None else "") + "; ".join(lines)) from None
 
 
 def _expand(v: Any, where: str = "") -> Any:
@@ -319,11 +317,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         doc.update(file_doc)
     for dotted, value in (overrides or {}).items():  # before expansion: a flag may replace a ${VAR}
         set_path(doc, dotted, value)
-    doc = _expand(doc)
-    try:
-        return ExperimentConfig.model_validate(doc)
-    except ValidationError as e:
-        raise ConfigError((f"{path}: " if path is not None else "") + _errors(e)) from None
+    return _validated(ExperimentConfig, doc, path)
 
 
 def recipe_path(name: str) -> Path:

@@ -3,10 +3,11 @@
 The demo corpus (:func:`perser.corpus.synthetic.make_demo`) has listeners of four
 perception styles and held-out *new* listeners (``annotators.csv``: ``style``,
 ``new``), so the report can also say how often ``similar`` retrieves a seen listener
-of the new listener's own style. The settings below are chosen so that the whole demo
-runs in under two minutes on a 2-core machine (see ``benchmarks/demo/RESULTS.md``):
-1,000 clips, 60 seen and 60 new listeners (the new ones carry the statistical power of
-the unseen-listener comparison), 3 speaker-independent folds and 2 seeds.
+of the new listener's own style. The settings below keep the whole demo within a
+two-minute budget on a 2-core machine (its measured time is in
+``benchmarks/demo/RESULTS.md``): 1,000 clips, 60 seen and 60 new listeners (the new
+ones carry the statistical power of the unseen-listener comparison), 3
+speaker-independent folds and 2 seeds.
 
 The K sweep is 5, 10, 20 (``--quick``: 5, 10), not the evaluation's default 5, 10, 20,
 30, for two reasons. Time: every K is one more enrollment and prediction per new

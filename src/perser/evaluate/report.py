@@ -20,7 +20,6 @@ import base64
 import html
 import io
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -293,7 +292,6 @@ def wide_console():
 
 def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "") -> None:
     """The rich terminal table: per scenario, method × K with CIs and p-values."""
-    from rich.console import Console
     from rich.table import Table
 
     if console is None:

@@ -33,7 +33,7 @@ from perser.methods.losses import class_balanced_weights, loss_for, training_tar
 from perser.methods.nets import HeadedNet, Standardizer, activate, from_unit, load_numpy_state, state_to_numpy
 from perser._io import atomic_dir
 from perser.methods.persist import FORMAT, load_tensors, read_config, save_tensors
-from perser.methods.training import TrainConfig, TrainResult
+from perser.methods.training import TrainConfig
 
 def versions() -> dict[str, str]:
     import perser
