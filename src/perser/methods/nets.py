@@ -137,11 +137,40 @@ class Encoder(nn.Module):
 
 
 # ----------------------------------------------------------------- multi-head
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` for *unique* ``rows`` whose gradient is a sparse COO tensor
+    (``sparse_dim=1``: only the gathered rows, the rest of ``weight`` implied zero), as
+    :func:`torch.nn.functional.embedding` with ``sparse=True`` gives for 2-D tables."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(rows[None], grad, ctx.shape, check_invariants=False), None
+
+
+def gather_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``weight[rows]`` (``rows`` sorted and unique) with a row-sparse gradient, so that a
+    step on a few rows of a large table costs the rows, not the table."""
+    return _GatherRows.apply(weight, rows)
+
+
 class MultiHead(nn.Module):
     """``n_heads`` linear heads evaluated in one batched product.
 
     Parameters ``weight [H, in_dim, n_out]`` and ``bias [H, n_out]``, each head
     initialised like :class:`torch.nn.Linear` (uniform in ``±1/sqrt(in_dim)``).
+
+    ``sparse_grad = True`` makes :meth:`forward_heads` read only the heads named in
+    ``idx`` and give ``weight``/``bias`` row-sparse gradients (see :func:`gather_rows`),
+    for an optimiser that updates only those rows
+    (:class:`~perser.methods.training.LazyAdam`): a training step then costs the heads
+    of the batch, not all ``H``.
     """
 
     def __init__(self, in_dim: int, n_heads: int, n_out: int):
@@ -152,6 +181,7 @@ class MultiHead(nn.Module):
         bound = 1.0 / math.sqrt(self.in_dim)
         self.weight = nn.Parameter(torch.empty(self.n_heads, self.in_dim, self.n_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(self.n_heads, self.n_out).uniform_(-bound, bound))
+        self.sparse_grad = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """All heads: ``[n, in_dim] -> [n, H, n_out]``."""
@@ -159,7 +189,16 @@ class MultiHead(nn.Module):
 
     def forward_heads(self, z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Row ``i`` through head ``idx[i]``: ``[n, in_dim], [n] -> [n, n_out]``."""
+        if self.sparse_grad:
+            u, inv = torch.unique(idx, return_inverse=True)
+            w, b = self.gather(u)
+            return torch.einsum("ni,nio->no", z, w[inv]) + b[inv]
         return torch.einsum("ni,nio->no", z, self.weight[idx]) + self.bias[idx]
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights ``[len(rows), in_dim, n_out]`` and biases of heads ``rows`` (sorted,
+        unique), with row-sparse gradients."""
+        return gather_rows(self.weight, rows), gather_rows(self.bias, rows)
 
     def forward_one(self, z: torch.Tensor, h: int = 0) -> torch.Tensor:
         """Every row through head ``h``: ``[n, in_dim] -> [n, n_out]``."""

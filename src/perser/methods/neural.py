@@ -143,7 +143,7 @@ class NeuralPersonalizer(Personalizer):
         """The hyper-parameters that shape the fitted network (part of a checkpoint's fingerprint)."""
         return {p: getattr(self, p) for p in NeuralPersonalizer.param_names() if p not in self.RESUMABLE}
 
-    def train_config(self, description: str, checkpoint_sub: str = "", data: tuple = ()) -> TrainConfig:
+    def train_config(self, description: str, checkpoint_sub: str = "", data: tuple = (), optimizer: str = "adam") -> TrainConfig:
         """Training settings; with checkpoints, ``data`` (the training and validation
         :class:`RatingSet`) and :meth:`fit_settings` are fingerprinted, so that a checkpoint
         written on other data or with other settings is refused instead of resumed."""
@@ -156,6 +156,7 @@ class NeuralPersonalizer(Personalizer):
             weight_decay=float(self.weight_decay), patience=int(self.patience or 0), min_delta=float(self.min_delta),
             seed=int(self.seed),
             checkpoint_dir=ck, progress=bool(self.progress), description=description, data_key=key,
+            optimizer=optimizer,
         )
 
     def train_device(self) -> torch.device:

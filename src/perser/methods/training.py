@@ -60,7 +60,9 @@ class TrainConfig:
     (``0``/``None``: run all ``epochs``). ``min_delta``: the improvement that counts.
     ``data_key``: a digest of the training data, part of the checkpoint's fingerprint,
     so that a checkpoint written on other data of the same size is refused instead of
-    resumed.
+    resumed. ``optimizer``: ``"adam"`` (:class:`torch.optim.Adam`) or ``"lazy-adam"``
+    (:class:`LazyAdam`: parameters with row-sparse gradients are updated only in the
+    rows a step touched).
     """
 
     epochs: int = 50
@@ -74,6 +76,7 @@ class TrainConfig:
     progress: bool = True
     description: str = "training"
     data_key: str | None = None
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -82,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.optimizer not in ("adam", "lazy-adam"):
+            raise ConfigError(f"optimizer must be 'adam' or 'lazy-adam', got {self.optimizer!r}")
 
 
 @dataclass
@@ -113,6 +118,8 @@ def batch_plan(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarra
 
 def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
     data = {} if cfg.data_key is None else {"data": cfg.data_key}
+    if cfg.optimizer != "adam":
+        data["optimizer"] = cfg.optimizer
     return {
         **data,
         "n_items": int(n),
@@ -123,6 +130,89 @@ def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
         "world_size": distributed.world_size(),
         "params": {k: list(v.shape) for k, v in model.state_dict().items()},
     }
+
+
+# ------------------------------------------------------------------- lazy Adam
+class LazyAdam(torch.optim.Optimizer):
+    """Adam (Kingma & Ba 2015) that updates the parameters with row-sparse gradients
+    lazily: only the rows a step touched.
+
+    A dense gradient gets the update of :class:`torch.optim.Adam` (L2 ``weight_decay``
+    added to the gradient; equal up to float rounding). A sparse COO gradient with
+    ``sparse_dim=1`` (from :func:`~perser.methods.nets.gather_rows`) updates only its
+    rows: their moments, their own step count (the bias correction of a row counts the
+    steps that touched it) and their weight decay. Rows a step did not touch keep their
+    weights *and* moments, where dense Adam would move them on their decaying momentum:
+    that difference is by design (it is what makes a step cost the batch's rows, not the
+    table), as in TensorFlow's ``LazyAdam`` and :class:`torch.optim.SparseAdam`. A row
+    touched by every step follows dense Adam exactly.
+
+    State per parameter: ``step`` (``[rows]`` float32, a scalar for 0-d parameters),
+    ``exp_avg``, ``exp_avg_sq``; all plain tensors, so checkpoints hold them as they are.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros(p.shape[:1], dtype=torch.float32, device=p.device)
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                shape = (-1,) + (1,) * max(p.dim() - 1, 0)
+                if p.grad.is_sparse:
+                    g = p.grad.coalesce()
+                    rows, gv = g.indices()[0], g.values()
+                    if wd:
+                        gv = gv + wd * p.index_select(0, rows)
+                    m = st["exp_avg"].index_select(0, rows).lerp_(gv, 1 - b1)
+                    v = st["exp_avg_sq"].index_select(0, rows).mul_(b2).addcmul_(gv, gv, value=1 - b2)
+                    t = st["step"].index_select(0, rows) + 1
+                    st["exp_avg"].index_copy_(0, rows, m)
+                    st["exp_avg_sq"].index_copy_(0, rows, v)
+                    st["step"].index_copy_(0, rows, t)
+                    size, root = _bias_corrections(t, lr, b1, b2, shape, p.dtype)
+                    p.index_add_(0, rows, -size * m / (v.sqrt() / root).add_(eps))
+                else:
+                    g = p.grad if not wd else p.grad.add(p, alpha=wd)
+                    st["exp_avg"].lerp_(g, 1 - b1)
+                    st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    st["step"] += 1
+                    size, root = _bias_corrections(st["step"], lr, b1, b2, shape, p.dtype)
+                    p.addcdiv_(st["exp_avg"] * size, (st["exp_avg_sq"].sqrt() / root).add_(eps), value=-1.0)
+        return loss
+
+
+def _bias_corrections(t: torch.Tensor, lr: float, b1: float, b2: float, shape, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam's step size ``lr / (1 - b1^t)`` and ``sqrt(1 - b2^t)`` per row, computed in
+    float64 (as :class:`torch.optim.Adam` does with Python floats)."""
+    t = t.double()
+    return (lr / (1 - b1 ** t)).to(dtype).view(shape), (1 - b2 ** t).sqrt().to(dtype).view(shape)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``"adam"``: :class:`torch.optim.Adam`; ``"lazy-adam"``: :class:`LazyAdam`."""
+    if name == "lazy-adam":
+        return LazyAdam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _sparse_params(model: nn.Module) -> list[str]:
+    """Names of the parameters of sub-modules with ``sparse_grad = True`` (row-sparse gradients)."""
+    return [f"{m}.{n}" if m else n for m, mod in model.named_modules() if getattr(mod, "sparse_grad", False)
+            for n, _ in mod.named_parameters(recurse=False)]
 
 
 # --------------------------------------------------------------- optimiser state
@@ -367,13 +457,18 @@ def fit_model(
             f"a row in every batch; use batch_size >= {2 * world}"
         )
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
     trainee = _ModelTrainee(model, opt, _jsonable(asdict(cfg)))
 
     module: nn.Module = model
     dev = next(iter(model.parameters())).device
+    sparse = _sparse_params(model) if cfg.optimizer == "lazy-adam" else []
     if world > 1:
+        # row-sparse parameters (per-annotator heads) stay out of DDP's dense buckets;
+        # their gradients are summed over the rows some rank touched (all_reduce_rows)
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, sparse)
         module = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    sparse_tensors = [p for n, p in model.named_parameters() if n in set(sparse)]
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
 
     def run_epoch(epoch: int) -> dict:
@@ -389,6 +484,9 @@ def fit_model(
                     raise ConfigError(f"{cfg.description}: the loss became {loss.item()} in epoch {epoch}; lower lr")
                 scale = len(rows) * world / len(batch)
                 (loss * scale).backward()
+                if world > 1:
+                    for p in sparse_tensors:  # DDP averages the dense gradients; these are averaged here
+                        p.grad = distributed.all_reduce_rows(p.grad, p.shape, p.device) / world
                 opt.step()
                 total += loss.item() * len(rows)
                 count += len(rows)
