@@ -42,7 +42,7 @@ CONSENSUS = "<consensus>"
 
 #: hyper-parameters that determine the fitted multi-annotator network
 FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "min_delta", "valid_fraction",
-              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "head_updates")
+              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "head_updates", "precision")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
 _FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
@@ -176,12 +176,15 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         X, clip, hidx, T, Cfull = prepare(train, Xt)
 
         def loss_on(module, X, clip, hidx, T, Cfull, r):
-            c = clip[r]
+            # the trunk runs once per distinct clip of the batch; its ratings and its
+            # consensus target share that output
+            uc, inv = torch.unique(clip[r], return_inverse=True)
             if not use_cons:
-                return loss_fn(module(X[c], hidx[r]), T[r])
-            uc = torch.unique(c)
-            out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]))
-            return loss_fn(out[: len(c)], T[r]) + w_cons * loss_fn(out[len(c):], Cfull[uc])
+                return loss_fn(module(X[uc], hidx[r], rows=inv), T[r])
+            n = len(r)
+            out = module(X[uc], torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]),
+                         rows=torch.cat([inv, torch.arange(len(uc), device=dev)]))
+            return loss_fn(out[:n], T[r]) + w_cons * loss_fn(out[n:], Cfull[uc])
 
         lam = float(self.head_shrinkage)
         shrink = lam / max(len(clip), 1)
@@ -212,6 +215,7 @@ class MultiAnnotatorModel(NeuralPersonalizer):
                 return loss_on(model, *V, all_rows).item()
 
         cfg = self.train_config(self.name, data=(train, valid), optimizer="lazy-adam" if sparse else "adam")
+        cfg.unit = "ratings"
         try:
             self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, cfg)
         finally:
