@@ -38,6 +38,7 @@ count over the limit, 422 bad input, 429 rate limit (with ``Retry-After``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -97,8 +98,6 @@ class ServiceMiddleware:
             await send(message)
 
         async def reply(code: int, detail: str):
-            import json
-
             body = json.dumps({"detail": detail}).encode()
             await send_wrapped({"type": "http.response.start", "status": code,
                                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -160,21 +159,34 @@ def listener_param(request: Request) -> str:
 
 
 # ------------------------------------------------------------------------ app
-def create_app(service: Service, start_background: bool = True):
+def create_app(service: Service, start_background: bool = True, threads: int = 4):
     """A FastAPI application serving ``service`` (needs ``pip install 'perser[serve]'``).
 
     ``start_background``: start the re-enrollment thread when the app starts (and stop it
-    when it stops).
+    when it stops). ``threads``: requests worked on at once in this process (parsing,
+    features, the model, the database run in these threads, never on the event loop;
+    few threads leave the event loop the interpreter's lock often enough that
+    ``/health`` answers in milliseconds under load).
     """
     try:
         from fastapi import APIRouter, Depends, FastAPI, Query
-        from fastapi.concurrency import run_in_threadpool
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse, Response
         from pydantic import ValidationError
     except ImportError:  # pragma: no cover - depends on the installation
         raise ConfigError("the service needs FastAPI and uvicorn: pip install 'perser[serve]'") from None
     from contextlib import asynccontextmanager
+
+    import anyio
+
+    limiter = anyio.CapacityLimiter(threads)
+
+    async def run_in_threadpool(fn, *args):
+        """``fn(*args)`` in a worker thread, its result serialised there too (not on the event loop)."""
+        def call():
+            return json.dumps(fn(*args), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+        return Response(await anyio.to_thread.run_sync(call, limiter=limiter), media_type="application/json")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -253,7 +265,7 @@ def create_app(service: Service, start_background: bool = True):
     @router.get("/listeners/{listener}/ratings")
     async def get_ratings(listener: str = Depends(listener_param), p: Principal = Caller):
         service.authorize(p, listener)
-        return {"listener": listener, "ratings": await run_in_threadpool(service.ratings, listener)}
+        return await run_in_threadpool(lambda: {"listener": listener, "ratings": service.ratings(listener)})
 
     @router.get("/listeners/{listener}")
     async def get_listener(listener: str = Depends(listener_param), p: Principal = Caller):
@@ -283,7 +295,7 @@ def create_app(service: Service, start_background: bool = True):
         service.authorize(p, admin=True)
         from perser.serve import metrics
 
-        body = await run_in_threadpool(metrics.render, service)
+        body = await anyio.to_thread.run_sync(metrics.render, service, limiter=limiter)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(router)

@@ -626,6 +626,11 @@ class Service:
             return
 
         def loop():
+            for fz in self.featurizers:  # load the extractor (and SSL encoder) before the first upload needs it
+                try:
+                    fz.extractor
+                except Exception:  # reported to the request that needs it
+                    log.exception("could not load the feature extractor %s", fz.spec)
             while not self._stop.is_set():
                 busy = False
                 for sm in self.models.values():

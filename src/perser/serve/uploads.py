@@ -59,9 +59,16 @@ class Featurizer:
     def extractor(self):
         """The process's extractor, made on first use."""
         if self._extractor is None:
-            from perser.features.extract import make_extractor
+            with self._lock:
+                if self._extractor is None:
+                    from perser.features.extract import make_extractor
 
-            self._extractor = make_extractor(self.spec, **self.settings)
+                    ex = make_extractor(self.spec, **self.settings)
+                    if hasattr(ex, "model"):  # an SSL encoder: loaded now, once
+                        ex.model
+                    elif hasattr(ex, "smile"):
+                        ex.smile
+                    self._extractor = ex
         return self._extractor
 
     @property
@@ -142,8 +149,9 @@ class Featurizer:
                 sf.write(p, x, self.sample_rate, subtype="FLOAT")  # lossless: the extractor reads what we decoded
                 jobs.append(Job(digest, p))
                 paths[digest] = p
+            extractor = self.extractor
             with self._lock:
-                self.extractor.run(jobs, sink)
+                extractor.run(jobs, sink)
         for digest, (name, _, _) in clips.items():
             if digest in errors:
                 raise FeatureError(f"{name}: {errors[digest].replace(paths[digest], 'audio')}")
