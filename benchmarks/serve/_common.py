@@ -161,3 +161,26 @@ class Client:
 
 def pct(xs, q) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q)) if len(xs) else float("nan")
+
+
+@__import__("contextlib").contextmanager
+def pg_server():
+    """A throw-away PostgreSQL server on a Unix socket (Debian's binaries; as root, run as 'postgres')."""
+    import glob
+    import shutil
+
+    bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    root = tempfile_dir = __import__("tempfile").mkdtemp(prefix="perser-pg-")
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = os.path.join(root, "data")
+    subprocess.run(as_user + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "perser"], check=True, capture_output=True)
+    subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(root, "log"),
+                              "-o", f"-k {root} -c listen_addresses='' -c max_connections=200", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://perser@/postgres?host={tempfile_dir}"
+    finally:
+        subprocess.run(as_user + [f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -233,3 +233,39 @@ def test_openapi_documents_the_request_bodies(svc):
     doc = http.get("/openapi.json").json()
     assert "RatingsRequest" in doc["components"]["schemas"] and "RatedClip" in doc["components"]["schemas"]
     assert "/listeners/{listener}/ratings" in doc["paths"]
+
+
+def test_an_ssl_encoder_is_loaded_once_per_process_and_reused(tmp_path):
+    """Audio through a (tiny) SSL encoder: one encoder object for every request, features
+    equal to perser extract's of the same audio at the model's rate."""
+    from perser.corpus.model import LabelSpace
+    from perser.features import extract
+    from perser.methods import RatingSet, make_method
+    from perser.testing.ssl import save_tiny_model
+
+    enc = save_tiny_model(tmp_path / "wavlm")
+    space = LabelSpace("emotion", "categorical", classes=CAT.classes)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3, 32)).astype(np.float32)  # [layers, dim] of the tiny encoder
+    rs = RatingSet(X=X, clip_ids=np.array([f"c{i}" for i in range(60)], dtype=object), clip_index=np.concatenate([np.arange(60)] * 2),
+                   annotator_ids=np.array(["a"] * 60 + ["b"] * 60, dtype=object), y=rng.integers(0, 4, 120), space=space)
+    m = make_method("similar", hidden=(8,), epochs=2, progress=False, seed=0).fit(rs)
+    m.feature_spec = {"spec": f"ssl:{enc}", "shape": [3, 32]}
+    m.save(tmp_path / "m")
+    service = Service([tmp_path / "m"], tmp_path / "s.db")
+    http = TestClient(create_app(service))
+    fz = service.models["m"].featurizer
+    outs = []
+    for seed in range(3):
+        r = http.post("/predict", json={"clips": [{"id": "a", "audio": b64(wav(120 + 30 * seed, sr=8000, seed=seed))}]})
+        assert r.status_code == 200, r.text
+        outs.append(r.json()["predictions"][0])
+        if seed == 0:
+            encoder = fz._extractor._model
+        assert fz._extractor._model is encoder  # not loaded again
+    mono, sr = sf.read(io.BytesIO(wav(120, sr=8000, seed=0)), dtype="float32")
+    f = tmp_path / "a.wav"
+    sf.write(f, mono, sr)
+    x = extract([str(f)], f"ssl:{enc}", cache_dir=tmp_path / "cache", progress=False).X[0]  # resampled by the extractor
+    p = http.post("/predict", json={"clips": [{"features": x.tolist()}]}).json()["predictions"][0]
+    np.testing.assert_allclose(list(p["proba"].values()), list(outs[0]["proba"].values()), rtol=1e-3, atol=1e-4)
