@@ -269,3 +269,49 @@ def test_an_ssl_encoder_is_loaded_once_per_process_and_reused(tmp_path):
     x = extract([str(f)], f"ssl:{enc}", cache_dir=tmp_path / "cache", progress=False).X[0]  # resampled by the extractor
     p = http.post("/predict", json={"clips": [{"features": x.tolist()}]}).json()["predictions"][0]
     np.testing.assert_allclose(list(p["proba"].values()), list(outs[0]["proba"].values()), rtol=1e-3, atol=1e-4)
+
+
+def test_concurrent_requests_for_one_new_clip_extract_it_once(svc):
+    import threading
+
+    from perser.serve import PredictRequest
+
+    http, service, _ = svc
+    fz = service.models[next(iter(service.models))].featurizer
+    ex = fz.extractor
+    calls = []
+    run = ex.run
+    ex.run = lambda jobs, sink, workers=1: (calls.append(len(jobs)), run(jobs, sink, workers))
+    clip = b64(wav(133, seed=9))
+    outs = []
+    threads = [threading.Thread(target=lambda: outs.append(service.predict(PredictRequest(clips=[{"audio": clip}]))))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 4 and calls == [1] and len(fz) == 1
+    assert len({json.dumps(o["predictions"]) for o in outs}) == 1
+
+
+def test_the_background_thread_reenrolls_listeners_when_the_app_runs(trained, tmp_path):
+    import time
+
+    m1, m2, rs, W, label = trained
+    store = tmp_path / "s.db"
+    s1 = Service([m1], store)
+    body, _ = enroll_body(W, label)
+    from perser.serve import RatingsRequest
+
+    for i in range(5):
+        s1.add_ratings(f"b{i}", RatingsRequest(**body))
+    s2 = Service([m2, m1], store)
+    with TestClient(create_app(s2)) as http:  # the app's start-up starts the thread
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            prog = http.get("/models").json()["models"][0]["reenrollment"]
+            if prog["pending"] == 0:
+                break
+            time.sleep(0.2)
+        assert prog == {"listeners": 5, "ready": 5, "failed": 0, "pending": 0}
+    assert s2._thread is None  # stopped with the app

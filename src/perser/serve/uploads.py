@@ -117,18 +117,24 @@ class Featurizer:
                 else:
                     todo.setdefault(digest, []).append(i)
         if todo:
-            got = self._extract({d: clips[ix[0]] for d, ix in todo.items()})
-            with self._cache_lock:
-                for d, x in got.items():
-                    for i in todo[d]:
-                        out[i] = x
-                    self._cache[d] = x
-                    self._cache.move_to_end(d)
-                while len(self._cache) > self.cache_entries:
-                    self._cache.popitem(last=False)
+            extractor = self.extractor
+            with self._lock:  # one extraction at a time; a clip another request just extracted is not done twice
+                with self._cache_lock:
+                    for d in [d for d in todo if d in self._cache]:
+                        for i in todo.pop(d):
+                            out[i] = self._cache[d]
+                got = self._extract(extractor, {d: clips[ix[0]] for d, ix in todo.items()}) if todo else {}
+                with self._cache_lock:
+                    for d, x in got.items():
+                        for i in todo[d]:
+                            out[i] = x
+                        self._cache[d] = x
+                        self._cache.move_to_end(d)
+                    while len(self._cache) > self.cache_entries:
+                        self._cache.popitem(last=False)
         return out  # type: ignore[return-value]
 
-    def _extract(self, clips: dict[str, tuple[str, str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def _extract(self, extractor, clips: dict[str, tuple[str, str, np.ndarray]]) -> dict[str, np.ndarray]:
         import soundfile as sf
 
         from perser.features.base import Job
@@ -149,9 +155,7 @@ class Featurizer:
                 sf.write(p, x, self.sample_rate, subtype="FLOAT")  # lossless: the extractor reads what we decoded
                 jobs.append(Job(digest, p))
                 paths[digest] = p
-            extractor = self.extractor
-            with self._lock:
-                extractor.run(jobs, sink)
+            extractor.run(jobs, sink)
         for digest, (name, _, _) in clips.items():
             if digest in errors:
                 raise FeatureError(f"{name}: {errors[digest].replace(paths[digest], 'audio')}")
