@@ -7,6 +7,10 @@ A run folder holds
                   gain_vs_baseline, p_vs_baseline (see :mod:`perser.evaluate.scoring`)
 ``listeners.csv`` per (seed, fold, scenario): listeners evaluated and excluded, by reason
 ``confusion.csv`` categorical spaces: counts of (true, decided) class per method, K and decision
+``predictions.csv`` every prediction: method, scenario, k, seed, fold, listener, clip_id, the listener's
+                  label(s) and the prediction (class probabilities ``p_<class>``; ``pred_<dim>``)
+``paper_runs.csv``, ``paper_summary.csv``  dimensional spaces: Tavernor & Mower Provost's CCC_ind and
+                  CCC_con as their code computes them (:mod:`perser.evaluate.paper_metrics`)
 ``config.yaml``   the resolved configuration
 ``run.json``      configuration, package versions, protocol counts, timings and notes
 ``report.html``   self-contained (plots embedded as base64 PNG)
@@ -32,7 +36,7 @@ from perser.evaluate.scoring import base_metric, listener_gains, lower_is_better
 
 HEADLINE = {
     "categorical": ["accuracy_argmax", "uar_balanced", "macro_f1_balanced", "log_loss"],
-    "multilabel": ["macro_f1", "micro_f1"],
+    "multilabel": ["macro_f1", "macro_f1_sklearn", "micro_f1"],
     "dimensional": ["ccc/mean", "ccc_con/mean"],
 }
 
@@ -359,8 +363,12 @@ def render_html(ctx: dict) -> str:
 
 
 def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary: pd.DataFrame,
-              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True) -> Path:
-    """Write the run folder atomically; returns its path."""
+              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True,
+              extra_files: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write the run folder atomically; returns its path.
+
+    ``extra_files`` are further tables written as CSV into the folder under their
+    names (``predictions.csv``, the paper-mode tables)."""
     from perser.errors import ConfigError
 
     out = Path(out)
@@ -375,6 +383,8 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                                 for m, t in run.timings.items()])
         results.to_csv(tmp / "results.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
+        for fname, table in (extra_files or {}).items():
+            table.to_csv(tmp / fname, index=False)
         listeners.to_csv(tmp / "listeners.csv", index=False)
         if len(confusion):
             confusion.to_csv(tmp / "confusion.csv", index=False)

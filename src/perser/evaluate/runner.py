@@ -99,7 +99,7 @@ def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> 
 def run_plan(
     data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float | None = None,
     explicit_methods: bool = True, progress: bool = True, share_fits: bool = True,
-    enroll_threads: int | None = 1,
+    enroll_threads: int | None = 1, strategies=None,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
 
@@ -128,14 +128,21 @@ def run_plan(
         Torch threads while enrolling and predicting (K clips and one listener's test
         clips are tiny tensors: one thread is several times faster than two on a busy
         machine); ``None`` keeps torch's setting. Fits use torch's setting.
+    strategies:
+        A :class:`perser.enroll.protocol.StrategyPlan` (default: ``random`` alone, the
+        papers' protocol): non-random strategies add results named ``<method>+<strategy>``.
     """
+    from perser.enroll.protocol import StrategyPlan
+
+    strategies = strategies if strategies is not None else StrategyPlan()
     skipped = check_methods(methods, data.space.kind, explicit_methods)
     names = [m for m in methods if m not in skipped]
     if not names:
         raise ConfigError("no method can run on this label space")
     for name in names:  # a misspelt hyper-parameter fails now, not after the other methods' fits
         _instantiate(name, methods[name], plan[0].seed if plan else 0)
-    run = _Run(data, methods, names, threshold, share_fits, enroll_threads, _Bar(progress, _n_steps(plan, names)))
+    run = _Run(data, methods, names, threshold, share_fits, strategies,
+               _Bar(progress, _n_steps(plan, names, strategies)))
     with run.bar:
         for split in plan:
             train = None
@@ -150,12 +157,14 @@ def run_plan(
     return RunOutput(run.blocks, run.timings, skipped)
 
 
-def _n_steps(plan: list[Split], names: list[str]) -> int:
-    """Progress steps of a run: one per fit (per distinct fit key) and per (listener, K) enrollment."""
+def _n_steps(plan: list[Split], names: list[str], strategies) -> int:
+    """Progress steps of a run: one per fit (per distinct fit key) and per (listener, K, strategy) enrollment."""
     total = 0
     fit_keys = set()
     for s in plan:
-        total += sum(len(a.ks) for assigns in s.assignments.values() for a in assigns) * len(names)
+        for scen, assigns in s.assignments.items():
+            total += sum(len(a.ks) for a in assigns) * sum(
+                1 + strategies.n_extra(get_method(n).personalized, scen) for n in names)
         if s.fit_key not in fit_keys:
             total += len(names)
             fit_keys.add(s.fit_key)
@@ -195,8 +204,9 @@ class _Run:
     """The state of one :func:`run_plan` call: fitted methods, timings, blocks and warnings."""
 
     def __init__(self, data: EvalData, methods: dict[str, dict], names: list[str], threshold: float | None,
-                 share_fits: bool, enroll_threads: int | None, bar: _Bar) -> None:
+                 share_fits: bool, strategies, bar: _Bar) -> None:
         self.data, self.methods, self.threshold, self.share_fits, self.bar = data, methods, threshold, share_fits, bar
+        self.strategies = strategies
         self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0,
                             "n_enroll": 0} for m in names}
         self.blocks: list[Block] = []
@@ -238,7 +248,8 @@ class _Run:
 
     # ------------------------------------------------------------- predict
     def predict_split(self, name: str, s: Split) -> None:
-        """Enroll every listener of split ``s`` at each of their K and predict their test clips."""
+        """Enroll every listener of split ``s`` at each of their K (and with each enrollment
+        strategy) and predict their test clips."""
         m = self.fitted[(name, s.fit_key)]
         data = self.data
         shared_pred = None  # a method that ignores the profile predicts the fold once
@@ -248,8 +259,9 @@ class _Run:
                 y_test = data.y_all[[rows[c] for c in a.test]]
                 Xt = data.X[data.rows(a.test)]
                 own = _seen_profile(m, a.annotator) if scen == "seen" else None
-                for k in a.ks:
-                    enr = a.enroll_order[:k]
+                for bname, enr in self.strategies.enrollments(
+                        name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
+                    k = len(enr)
                     t0 = time.perf_counter()
                     prof = own if own is not None else m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
                                                                  a.annotator)
@@ -270,7 +282,7 @@ class _Run:
                     t["n_enroll"] += 1
                     _check_pred(name, data, proba, values, len(a.test))
                     self.blocks.append(Block(
-                        name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator),
+                        bname, scen, int(k), int(s.seed), str(s.fold), str(a.annotator),
                         np.asarray(a.test, dtype=object), y_test,
                         None if proba is None else np.asarray(proba, dtype=np.float64),
                         None if values is None else np.asarray(values, dtype=np.float64),
