@@ -45,11 +45,12 @@ def run_similar(a) -> dict:
     t0 = time.perf_counter()
     rs = synthetic(n_clips=a.clips, dim=a.dim, n_annotators=a.annotators, n_ratings=a.ratings, folder=a.cache)
     t_data = time.perf_counter() - t0
-    m = make_method("similar", epochs=1, progress=False, device=a.device, precision=a.precision)
+    m = make_method("similar", epochs=1, progress=False, device=a.device, precision=a.precision,
+                    head_updates=a.head_updates)
     t0 = time.perf_counter()
     m.fit(rs)
     t_fit = time.perf_counter() - t0
-    out = {"ratings": len(rs), "annotators": a.annotators, "heads": len(m.head_annotators_),
+    out = {"ratings": len(rs), "annotators": a.annotators, "heads": len(m.head_annotators_), "head_updates": a.head_updates,
            "epoch_s": m.history_.epoch_seconds[0], "epoch_cpu_s": m.history_.epoch_cpu_seconds[0], "fit_s": t_fit, "data_s": t_data, "peak_mb": peak_mb()}
     if a.enroll:
         out.update(enroll_bench(m, rs, a.enroll))
@@ -107,6 +108,7 @@ def one(argv: list[str]) -> None:
     p.add_argument("--cache", default="/tmp/perser-scale")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--head-updates", default="sparse", choices=["sparse", "dense"])
     p.add_argument("--enroll", type=int, default=0, help="also time enrollment against this many heads")
     a = p.parse_args(argv)
     res = run_similar(a) if a.what == "similar" else run_meta(a)
