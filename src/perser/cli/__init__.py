@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import typer
 
+from perser.cli._common import ReadableGroup
+
 app = typer.Typer(
     name="perser",
+    cls=ReadableGroup,
     help="Personalized speech emotion recognition: per-listener models and enrollment of new listeners.",
     no_args_is_help=True,
     add_completion=False,
@@ -21,6 +24,9 @@ def _register() -> None:
 
     for mod in (corpus_cmd, extract_cmd, method_cmd, evaluate_cmd, serve_cmd):
         mod.register(app)
+    from perser.cli import select_cmd  # noqa: E402
+
+    select_cmd.register(app)
 
 
 @app.callback()

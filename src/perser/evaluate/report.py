@@ -7,6 +7,10 @@ A run folder holds
                   gain_vs_baseline, p_vs_baseline (see :mod:`perser.evaluate.scoring`)
 ``listeners.csv`` per (seed, fold, scenario): listeners evaluated and excluded, by reason
 ``confusion.csv`` categorical spaces: counts of (true, decided) class per method, K and decision
+``predictions.csv`` every prediction: method, scenario, k, seed, fold, listener, clip_id, the listener's
+                  label(s) and the prediction (class probabilities ``p_<class>``; ``pred_<dim>``)
+``paper_runs.csv``, ``paper_summary.csv``  dimensional spaces: Tavernor & Mower Provost's CCC_ind and
+                  CCC_con as their code computes them (:mod:`perser.evaluate.paper_metrics`)
 ``config.yaml``   the resolved configuration
 ``run.json``      configuration, package versions, protocol counts, timings and notes
 ``report.html``   self-contained (plots embedded as base64 PNG)
@@ -20,39 +24,28 @@ import base64
 import html
 import io
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from perser._io import atomic_dir
+from perser._io import atomic_dir, package_versions
 from perser.evaluate.metrics import DESCRIPTIONS
 from perser.evaluate.scoring import base_metric, listener_gains, lower_is_better
 
 HEADLINE = {
     "categorical": ["accuracy_argmax", "uar_balanced", "macro_f1_balanced", "log_loss"],
-    "multilabel": ["macro_f1", "micro_f1"],
+    "multilabel": ["macro_f1", "macro_f1_sklearn", "micro_f1"],
     "dimensional": ["ccc/mean", "ccc_con/mean"],
 }
 
 
+#: packages whose versions every result file records
+RESULT_PACKAGES = ("perser", "numpy", "pandas", "scipy", "scikit-learn", "torch", "opensmile", "transformers")
+
 #: shown in the HTML report and summary.csv but left out of the terminal table (width)
 TERMINAL_SKIP = {"macro_f1_balanced", "micro_f1"}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("perser", "numpy", "pandas", "scipy", "scikit-learn", "torch", "opensmile", "transformers"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def headline_metrics(kind: str, summary: pd.DataFrame) -> list[str]:
@@ -303,7 +296,6 @@ def wide_console():
 
 def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "") -> None:
     """The rich terminal table: per scenario, method × K with CIs and p-values."""
-    from rich.console import Console
     from rich.table import Table
 
     if console is None:
@@ -371,15 +363,19 @@ def render_html(ctx: dict) -> str:
 
 
 def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary: pd.DataFrame,
-              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True) -> Path:
-    """Write the run folder atomically; returns its path."""
+              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True,
+              extra_files: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write the run folder atomically; returns its path.
+
+    ``extra_files`` are further tables written as CSV into the folder under their
+    names (``predictions.csv``, the paper-mode tables)."""
     from perser.errors import ConfigError
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"run folder {out} exists; pass --overwrite (overwrite: true) to replace it")
     with atomic_dir(out) as tmp:
-        versions = package_versions()
+        versions = package_versions(*RESULT_PACKAGES, python=True, missing=None)
         resolved = cfg.resolved()
         listeners = listener_table(plan)
         chance = chance_retrieval(data, plan, cfg.style_column)
@@ -387,6 +383,8 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                                 for m, t in run.timings.items()])
         results.to_csv(tmp / "results.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
+        for fname, table in (extra_files or {}).items():
+            table.to_csv(tmp / fname, index=False)
         listeners.to_csv(tmp / "listeners.csv", index=False)
         if len(confusion):
             confusion.to_csv(tmp / "confusion.csv", index=False)

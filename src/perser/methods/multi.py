@@ -64,7 +64,9 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         head: ``lambda * sum_h ||W_h - W_c||^2 / N`` (weights and biases; ``N`` training
         ratings; the consensus side is not moved by it) is added to the loss, i.e. a
         Gaussian prior on each head worth about ``lambda`` ratings per unit squared
-        distance. ``0`` (default): independent heads, as in Tavernor & Mower Provost.
+        distance. ``0`` (default): independent heads. Tavernor & Mower Provost's heads are
+        independent too, but each starts as a copy of a trained consensus head, which
+        this model does not do (``docs/papers.md``).
         Needs a consensus head. With ``head_updates="sparse"`` the term is written per
         rating, ``lambda / n_h * ||W_h - W_c||^2`` for the rating's head ``h`` with
         ``n_h`` training ratings, and averaged over the batch like the loss: over an
