@@ -12,7 +12,6 @@ not in the batch on their momentum)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
