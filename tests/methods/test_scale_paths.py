@@ -84,3 +84,20 @@ def test_every_epoch_is_timed():
     m = make_method("similar", hidden=(8,), epochs=2, patience=0, progress=False, min_ratings=5).fit(rs)
     h = m.history_
     assert len(h.epoch_seconds) == len(h.epoch_cpu_seconds) == 2 and min(h.epoch_seconds) > 0
+
+
+def test_float16_memory_mapped_features_are_kept_as_stored_and_train(tmp_path):
+    from perser.methods.base import RatingSet
+
+    rs, _ = crowd("categorical", n_clips=60, n_ann=6)
+    np.save(tmp_path / "X.npy", rs.X.astype(np.float16))
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    half = RatingSet(mm, rs.clip_ids, rs.clip_index, rs.annotator_ids, rs.y, rs.space)
+    assert half.X is mm and half.X.dtype == np.float16  # no float32 copy in memory
+    common = dict(hidden=(16,), dropout=0.0, epochs=3, batch_size=32, patience=0, valid_fraction=0,
+                  progress=False, min_ratings=10)
+    a = make_method("similar", **common).fit(half)
+    b = make_method("similar", **common).fit(RatingSet(mm.astype(np.float32), rs.clip_ids, rs.clip_index,
+                                                       rs.annotator_ids, rs.y, rs.space))
+    for (k, x), (_, y) in zip(a.net_.state_dict().items(), b.net_.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=k)

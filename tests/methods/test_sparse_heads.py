@@ -86,6 +86,15 @@ def test_lazy_adam_is_adam_on_touched_rows_and_leaves_the_others_alone():
         lazy.step()
     assert torch.equal(c.detach()[[0, 2, 4]], start[[0, 2, 4]])
     assert torch.equal(lazy.state[c]["exp_avg"][[0, 2, 4]], torch.zeros(3, 3))
+    # a gradient with a row twice (two gathers of one head in a step) is their sum
+    d1, d2 = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    o1, o2 = LazyAdam([d1], lr=0.05), LazyAdam([d2], lr=0.05)
+    d1.grad = torch.sparse_coo_tensor(torch.tensor([[2, 0, 2]]), grads[0][[2, 0, 2]], d1.shape, check_invariants=True)
+    d2.grad = torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.stack([grads[0][0], 2 * grads[0][2]]), d2.shape,
+                                      check_invariants=True)
+    o1.step()
+    o2.step()
+    torch.testing.assert_close(d1, d2, rtol=0, atol=1e-7)
     alone = start[rows].clone().requires_grad_(True)
     ref = torch.optim.Adam([alone], lr=0.05)
     for gr in grads[::2]:

@@ -246,26 +246,30 @@ class MultiAnnotatorModel(NeuralPersonalizer):
             ) from None
 
     def _flat_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The seen heads as one ``[in_dim, H * n_out]`` matrix and ``[H, n_out]`` biases.
+        """The seen heads as one class-major ``[in_dim, n_out * H]`` matrix (column
+        ``c * H + h`` is output ``c`` of head ``h``) and ``[H, n_out]`` biases.
 
         Cached until the head's weights change (their version counter moves on every
-        in-place update), so enrollment costs one matrix product for all heads.
+        in-place update), so enrollment costs one matrix product for all heads; the
+        class-major order makes the per-head reductions over classes (softmax,
+        log-sum-exp) run along a long axis instead of one of ``n_out`` values.
         """
         head = self.net_.head
         H = len(self.head_annotators_)
         key = (head.weight.data_ptr(), head.weight._version, head.bias._version)
         if getattr(self, "_flat_key", None) != key:
-            w = head.weight.detach()[:H]
-            self._flat = (w.permute(1, 0, 2).reshape(head.in_dim, H * head.n_out).contiguous(), head.bias.detach()[:H])
+            w = head.weight.detach()[:H]  # [H, in, out]
+            self._flat = (w.permute(1, 2, 0).reshape(head.in_dim, head.n_out * H).contiguous(), head.bias.detach()[:H])
             self._flat_key = key
         return self._flat
 
     def head_outputs(self, X: np.ndarray, activated: bool = True) -> torch.Tensor:
-        """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left out)."""
+        """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left
+        out; a class-major view, see :meth:`_flat_heads`)."""
         z = self.embed(X)
         W, b = self._flat_heads()
         with torch.no_grad():
-            out = (z @ W).view(len(z), *b.shape) + b
+            out = (z @ W).view(len(z), b.shape[1], b.shape[0]).permute(0, 2, 1) + b
         return activate(self.space_.kind, out) if activated else out
 
     def seen_profile(self, annotator: str) -> Profile:

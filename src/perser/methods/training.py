@@ -189,8 +189,7 @@ class LazyAdam(torch.optim.Adam):
                 elif st["step"].device != p.device:  # load_state_dict leaves "step" where it was saved
                     st["step"] = st["step"].to(p.device)
                 shape = (-1,) + (1,) * (p.dim() - 1)
-                g = p.grad.coalesce()
-                rows, gv = g.indices()[0], g.values()
+                rows, gv = _rows_and_values(p.grad)
                 if wd:
                     gv = gv + wd * p.index_select(0, rows)
                 m = st["exp_avg"].index_select(0, rows).lerp_(gv, 1 - b1)
@@ -200,7 +199,7 @@ class LazyAdam(torch.optim.Adam):
                 st["exp_avg_sq"].index_copy_(0, rows, v)
                 st["step"].index_copy_(0, rows, t)
                 size, root = _bias_corrections(t, lr, b1, b2, shape, p.dtype)
-                p.index_add_(0, rows, -size * m / (v.sqrt() / root).add_(eps))
+                p.index_add_(0, rows, m.mul_(size).div_(v.sqrt_().div_(root).add_(eps)), alpha=-1.0)
                 hidden.append((p, p.grad))
                 p.grad = None
         try:
@@ -208,6 +207,19 @@ class LazyAdam(torch.optim.Adam):
         finally:
             for p, g in hidden:
                 p.grad = g
+
+
+def _rows_and_values(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows and their summed values of a row-sparse COO gradient, without
+    :meth:`~torch.Tensor.coalesce`'s sort of the values when the rows are already distinct
+    (one gathered block per step, the usual case)."""
+    if g.is_coalesced():
+        return g.indices()[0], g.values()
+    idx, vals = g._indices()[0], g._values()
+    rows, inv = torch.unique(idx, return_inverse=True)
+    if len(rows) == len(idx):
+        return idx, vals
+    return rows, torch.zeros((len(rows), *vals.shape[1:]), dtype=vals.dtype, device=vals.device).index_add_(0, inv, vals)
 
 
 def _bias_corrections(t: torch.Tensor, lr: float, b1: float, b2: float, shape, dtype) -> tuple[torch.Tensor, torch.Tensor]:
