@@ -172,7 +172,7 @@ def test_dimensional_and_multilabel_spaces(tmp_path):
     bad = [dict(r) for r in good]
     bad[4] = {**bad[4], "values": {"arousal": 6.0, "valence": 3.0}}
     r = http.post(path("eve", "/ratings"), json={"ratings": bad})
-    assert r.status_code == 422 and r.json()["detail"] == "ratings[4]: 'values.arousal' is outside the scale [1, 5]"
+    assert r.status_code == 422 and r.json()["detail"] == "ratings[4]: arousal value 6.0 is outside the scale (1.0, 5.0)"
     bad[4] = {**good[4], "values": {"arousal": 3.0}}
     r = http.post(path("eve", "/ratings"), json={"ratings": bad})
     assert r.status_code == 422 and "missing ['valence']" in r.json()["detail"]

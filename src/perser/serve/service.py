@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from perser.corpus.model import MULTILABEL_SEP, LabelSpace, split_multilabel
+from perser.corpus.model import LabelSpace, split_multilabel
 from perser.errors import ConfigError, FeatureError, PerserError
 from perser.methods.base import Personalizer, Profile, _json_default
 from perser.serve import db as dbm
@@ -190,47 +189,28 @@ def parse_model_args(models: Sequence[Union[str, Path, tuple]]) -> list[tuple[st
 
 
 # -------------------------------------------------------------------- labels
+#: the longest class name or dimension name a rating may carry (longer ones are refused unread)
+MAX_LABEL_CHARS = 64
+
+
 def encode_labels(space: LabelSpace, labels: list, names: list[str]) -> np.ndarray:
     """Stored labels (a class, a list of classes, or values per dimension) as ``space``'s targets.
 
-    Errors name the rating (``names[i]``) and the field, never the whole input.
+    :func:`perser.methods.inputs.encode_ratings` does the encoding (the same rules as
+    ``perser enroll``); before it, every text in a label is bounded to
+    :data:`MAX_LABEL_CHARS`, so an error can name the culprit without echoing a long input.
     """
-    rows = []
-    want = list(space.classes) if space.is_class else list(space.dimensions)
+    from perser.methods.inputs import encode_ratings
+
     for name, v in zip(names, labels):
-        if space.kind == "categorical":
-            if not isinstance(v, str):
-                raise ConfigError(f"{name}: space {space.name!r} is categorical: 'label' is one class ({', '.join(want)})")
-            rows.append(v)
-        elif space.kind == "multilabel":
-            if isinstance(v, dict) or v is None:
-                raise ConfigError(f"{name}: space {space.name!r} is multilabel: 'label' is a list of classes")
-            got = [v] if isinstance(v, str) else list(v)
-            if any(not isinstance(c, str) or MULTILABEL_SEP in c for c in got):
-                raise ConfigError(f"{name}: a class name in 'label' is not text or contains {MULTILABEL_SEP!r}")
-            rows.append(MULTILABEL_SEP.join(got))
-        else:
-            if not isinstance(v, dict):
-                raise ConfigError(f"{name}: space {space.name!r} is dimensional: give 'values' ({', '.join(want)})")
-            if set(v) != set(want):
-                missing = [d for d in want if d not in v]
-                raise ConfigError(f"{name}: 'values' needs exactly {want}" + (f"; missing {missing}" if missing else "")
-                                  + ("; has others" if set(v) - set(want) else ""))
-            lo, hi = space.scale
-            for d in want:
-                x = v[d]
-                if not isinstance(x, (int, float)) or not np.isfinite(x) or x < lo or x > hi:
-                    raise ConfigError(f"{name}: 'values.{d}' is outside the scale [{lo:g}, {hi:g}]")
-            rows.append([float(v[d]) for d in want])
-    index = pd.Index(names)
-    if space.is_class:
-        for name, r in zip(names, rows):  # unknown classes, named here without echoing the input
-            for c in (r.split(MULTILABEL_SEP) if space.kind == "multilabel" and r else ([r] if space.kind == "categorical" else [])):
-                if c not in space.classes:
-                    shown = repr(c) if len(c) <= 40 else "a class"
-                    raise ConfigError(f"{name}: 'label' {shown} is not a class of space {space.name!r} ({', '.join(want)})")
-        return space.encode(pd.DataFrame({space.name: pd.Series(rows, index=index, dtype=object)}))
-    return space.encode(pd.DataFrame(np.asarray(rows, dtype=np.float32).reshape(len(rows), len(want)), index=index, columns=want))
+        texts = [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple, dict)) else []
+        if isinstance(v, (list, tuple, dict)) and len(v) > 4 * MAX_LABEL_CHARS:
+            raise ConfigError(f"{name}: the label has {len(v)} entries")
+        for t in texts:
+            if isinstance(t, str) and len(t) > MAX_LABEL_CHARS:
+                field_ = "values" if isinstance(v, dict) else "label"
+                raise ConfigError(f"{name}: a name in '{field_}' is longer than {MAX_LABEL_CHARS} characters")
+    return encode_ratings(labels, space, names)
 
 
 def _stored_label(r: RatedClip, space: LabelSpace, name: str) -> Any:
