@@ -142,6 +142,8 @@ def test_bad_input_names_the_field_and_never_echoes_it(svc):
         (post(good, who=" padded"), "listener id has leading or trailing white space"),
         (post(good, who="x" * 300), "listener id is 300 bytes of UTF-8; at most 256"),
         (post(good, who="听" * 100), "listener id is 300 bytes of UTF-8; at most 256"),
+        (http.post("/listeners/%FF/ratings", json={"ratings": good}), "listener id: not valid UTF-8"),
+        (http.post("/predict", json={"clips": [{"features": [0.0] * D, "audio": b64(wav())}]}), "clips[0]: give exactly one of"),
         (http.post("/predict", content=json.dumps({"clips": [{"features": [0.0] * (D - 1) + [float("nan")]}]}),
                    headers={"content-type": "application/json"}), "clips[0].features: contain NaN or infinite values"),
         (http.post("/predict", content=b"{not json", headers={"content-type": "application/json"}), "body: Invalid JSON"),
