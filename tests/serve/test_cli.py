@@ -88,13 +88,13 @@ def _call(url, method="GET", body=None, key=None):
 
 
 @pytest.mark.slow
-def test_perser_serve_with_two_workers_shares_the_database(trained, tmp_path):
-    """``perser serve --workers 2`` on the loopback address with a key; bounded waits, then stopped."""
+def test_perser_serve_with_two_workers_shares_the_database(trained, store):
+    """``perser serve --workers 2`` on the loopback address with a key, on SQLite and on
+    PostgreSQL; bounded waits, then stopped."""
     from perser.serve import Database
     from perser.serve.service import add_key
 
     m1, _, rs, W, label = trained
-    store = str(tmp_path / "s.db")
     key = add_key(Database(store), "ops", "admin")
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from perser.cli import main; main()", "serve", str(m1), "--store", store,

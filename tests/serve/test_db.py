@@ -27,6 +27,32 @@ def test_migrated_schema_equals_the_tables(store):
     assert diff == []
 
 
+def test_a_database_of_the_first_revision_is_upgraded_in_place(tmp_path):
+    """A store made by revision 0001 (before kept audio) keeps its listeners and gains the new table."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.autogenerate import compare_metadata
+    from pathlib import Path
+
+    import perser.serve.db as dbm
+
+    store = tmp_path / "old.db"
+    db = Database(store, upgrade=False)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(dbm.__file__).with_name("migrations")))
+    with db.write() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with db.write() as conn:
+        conn.execute(dbm.listeners.insert().values(name="kept", revision=1, created_at=dbm.now(), updated_at=dbm.now()))
+    db = Database(store)
+    assert db.listener("kept")["revision"] == 1
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
+
+
 def test_store_argument(tmp_path):
     assert engine_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert engine_url(tmp_path / "x.db").startswith("sqlite:///")

@@ -128,8 +128,9 @@ def test_bad_input_names_the_field_and_never_echoes_it(svc):
         return http.post(path(who, "/ratings"), json={"ratings": ratings})
 
     cases = [
-        (post(good[:2] + [{**good[2], "label": secret}]), "ratings[2]: 'label' a class is not a class of space 'emotion'"),
-        (post(good[:2] + [{**good[2], "label": "joy"}]), "ratings[2]: 'label' 'joy' is not a class"),
+        (post(good[:2] + [{**good[2], "label": secret}]), "ratings[2]: a name in 'label' is longer than 64 characters"),
+        (post(good[:2] + [{**good[2], "label": "joy"}]), "label 'joy' (rating row 'ratings[2]') is not one of"),
+        (post(good[:2] + [{**good[2], "label": ["hap"]}]), "ratings[2]: space 'emotion' is categorical: a label is one class"),
         (post([{**good[0], "features": [0.0] * 10}] + good[1:]), "ratings[0].features: shape [10], the model expects [88]"),
         (post([{"id": "x", "label": "hap"}] + good[1:]), "ratings[0]: give exactly one of 'features' and 'audio'"),
         (post([{**good[0], "features": None, "audio": "not base64!!"}] + good[1:]), "ratings[0].audio: not valid base64"),
@@ -141,6 +142,8 @@ def test_bad_input_names_the_field_and_never_echoes_it(svc):
         (post(good, who=" padded"), "listener id has leading or trailing white space"),
         (post(good, who="x" * 300), "listener id is 300 bytes of UTF-8; at most 256"),
         (post(good, who="听" * 100), "listener id is 300 bytes of UTF-8; at most 256"),
+        (http.post("/listeners/%FF/ratings", json={"ratings": good}), "listener id: not valid UTF-8"),
+        (http.post("/predict", json={"clips": [{"features": [0.0] * D, "audio": b64(wav())}]}), "clips[0]: give exactly one of"),
         (http.post("/predict", content=json.dumps({"clips": [{"features": [0.0] * (D - 1) + [float("nan")]}]}),
                    headers={"content-type": "application/json"}), "clips[0].features: contain NaN or infinite values"),
         (http.post("/predict", content=b"{not json", headers={"content-type": "application/json"}), "body: Invalid JSON"),

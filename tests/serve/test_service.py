@@ -172,7 +172,7 @@ def test_dimensional_and_multilabel_spaces(tmp_path):
     bad = [dict(r) for r in good]
     bad[4] = {**bad[4], "values": {"arousal": 6.0, "valence": 3.0}}
     r = http.post(path("eve", "/ratings"), json={"ratings": bad})
-    assert r.status_code == 422 and r.json()["detail"] == "ratings[4]: 'values.arousal' is outside the scale [1, 5]"
+    assert r.status_code == 422 and r.json()["detail"] == "ratings[4]: arousal value 6.0 is outside the scale (1.0, 5.0)"
     bad[4] = {**good[4], "values": {"arousal": 3.0}}
     r = http.post(path("eve", "/ratings"), json={"ratings": bad})
     assert r.status_code == 422 and "missing ['valence']" in r.json()["detail"]
@@ -251,3 +251,50 @@ def test_service_api_for_other_routers(trained, tmp_path):
     with pytest.raises(Forbidden):
         s.authorize(Principal("k", "listener:u1"), admin=True)
     assert s.predict(PredictRequest(listener="u1", model="old", clips=[{"features": X[0].tolist()}]))["model"] == "old"
+
+
+def test_kept_audio_lets_a_model_with_another_extractor_reenroll_listeners(trained, tmp_path):
+    """With --keep-audio a listener rated by audio under an eGeMAPS model is re-enrolled for a
+    ComParE model from the kept audio; deleting the listener removes the audio."""
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from perser.methods import RatingSet
+    from perser.serve import Database
+    from perser.serve.db import audio
+
+    m1, *_ = trained
+    rng = np.random.default_rng(0)
+    n, d = 60, 6373  # ComParE_2016 functionals
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    rs = RatingSet(X=X, clip_ids=np.array([f"c{i}" for i in range(n)], dtype=object), clip_index=np.concatenate([np.arange(n)] * 2),
+                   annotator_ids=np.array(["a"] * n + ["b"] * n, dtype=object), y=rng.integers(0, 4, 2 * n), space=CAT)
+    other = make_method("similar", **{**FAST, "epochs": 2}).fit(rs)
+    other.feature_spec = {"spec": "compare", "shape": [d]}
+    other.save(tmp_path / "compare")
+
+    def wav(f0):
+        t = np.arange(16000) / 16000
+        buf = io.BytesIO()
+        sf.write(buf, (0.2 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(16000)).astype(np.float32), 16000, format="WAV")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    ratings = [{"id": f"w{i}", "audio": wav(110 + 25 * i), "label": CAT.classes[i % 4]} for i in range(4)]
+    for keep, store in ((True, tmp_path / "keep.db"), (False, tmp_path / "nokeep.db")):
+        http1, _ = client([m1], store, keep_audio=keep)
+        assert http1.post(path("aud", "/ratings"), json={"ratings": ratings}).status_code == 200
+        http, s = client([tmp_path / "compare"], store, keep_audio=keep)
+        s.reenroll_all()
+        prof = http.get(path("aud")).json()["profiles"]["compare"]
+        if keep:
+            assert prof["status"] == "ready" and prof["k"] == 4, prof
+            db = Database(store)
+            with db.read() as conn:
+                assert conn.execute(audio.select()).fetchall()  # kept
+            assert http.delete(path("aud")).status_code == 200
+            with db.read() as conn:
+                assert conn.execute(audio.select()).fetchall() == []  # gone with the listener
+        else:
+            assert prof["status"] == "failed" and "--keep-audio" in prof["error"]

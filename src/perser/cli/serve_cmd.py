@@ -48,7 +48,7 @@ def build_service(cfg: dict):
 
     lim = cfg.get("limits") or {}
     return Service(cfg["models"], cfg["store"], default=cfg.get("default"), limits=Limits(**lim),
-                   workers=int(cfg.get("workers", 1)))
+                   workers=int(cfg.get("workers", 1)), keep_audio=bool(cfg.get("keep_audio")))
 
 
 def app_from_env():
@@ -78,6 +78,8 @@ def serve_command(
     rate_limit: float = typer.Option(0.0, "--rate-limit", help="Requests per second per key (0: none); answered 429 over it."),
     burst: Optional[float] = typer.Option(None, "--burst", help="Requests a key may send at once (default: the rate)."),
     cache_entries: int = typer.Option(4096, "--cache-entries", help="Uploaded clips whose features are kept in memory per worker."),
+    keep_audio: bool = typer.Option(False, "--keep-audio", help="Keep uploaded audio in the database, so that a model with "
+                                    "another feature extractor can re-enroll listeners from it."),
 ) -> None:
     """Serve listeners' enrollment and predictions over HTTP (docs at /docs once running)."""
     from perser.errors import ConfigError
@@ -94,6 +96,7 @@ def serve_command(
             raise ConfigError(f"--min-k {item!r}: expected METHOD=K with K >= 1")
         ks[m] = int(k)
     cfg = {"models": [str(m) for m in models], "store": store, "default": default, "workers": workers, "log_level": level,
+           "keep_audio": keep_audio,
            "limits": {"max_body_bytes": int(max_body_mb * 1024 * 1024), "max_clips": max_clips, "max_seconds": max_seconds,
                       "min_k": ks, "rate": rate_limit, "burst": burst, "cache_entries": cache_entries}}
     import logging

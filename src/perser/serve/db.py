@@ -20,6 +20,10 @@ Tables
     One row per (listener, model): the profile (``ready``) or why it could not be made
     (``failed``), and the listener ``revision`` it was computed from. A profile older
     than the listener's revision is *stale*: still served, recomputed in the background.
+``audio``
+    Uploaded audio by SHA-256, kept only when the service runs with ``--keep-audio``
+    (then a model with another feature extractor can re-enroll listeners from it);
+    removed with the last rating that refers to it.
 ``api_keys``
     Keys by name: a scope (``admin`` or ``listener:<id>``) and the SHA-256 of the key.
 
@@ -108,6 +112,13 @@ profiles = Table(
     Column("tensors", LargeBinary),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_profiles_model", "model_id", "status"),
+)
+
+audio = Table(
+    "audio", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 api_keys = Table(
@@ -211,6 +222,10 @@ class StoredRating:
     label: Any
     audio_digest: Optional[str]
     created_at: Optional[str]
+    rating_id: int = 0
+
+    def public(self) -> dict:
+        return {"clip_id": self.clip_id, "label": self.label, "audio_digest": self.audio_digest, "created_at": self.created_at}
 
 
 class Database:
@@ -330,7 +345,7 @@ class Database:
         Returns ``(list[StoredRating], list[np.ndarray | None])`` ordered by clip id.
         """
         rf = rating_features.alias("rf")
-        cols = [ratings.c.clip_id, ratings.c.label, ratings.c.audio_digest, ratings.c.created_at]
+        cols = [ratings.c.clip_id, ratings.c.label, ratings.c.audio_digest, ratings.c.created_at, ratings.c.id]
         if fkey is not None:
             q = (select(*cols, rf.c.shape, rf.c.data)
                  .select_from(ratings.outerjoin(rf, and_(rf.c.rating_id == ratings.c.id, rf.c.feature_key == fkey))))
@@ -348,7 +363,7 @@ class Database:
                 rows = run(c)
         out, feats = [], []
         for r in rows:
-            out.append(StoredRating(r.clip_id, r.label, r.audio_digest, iso(r.created_at)))
+            out.append(StoredRating(r.clip_id, r.label, r.audio_digest, iso(r.created_at), int(r.id)))
             if fkey is not None and r.data is not None:
                 feats.append(np.frombuffer(r.data, dtype=np.float32).reshape(r.shape))
             else:
@@ -356,7 +371,7 @@ class Database:
         return out, feats
 
     def write_ratings(self, name: str, new: list[dict], replace: bool, expected_revision: Optional[int],
-                      profile_rows: dict[int, dict]) -> tuple[int, int, int]:
+                      profile_rows: dict[int, dict], audio_blobs: Optional[dict[str, bytes]] = None) -> tuple[int, int, int]:
         """Store ``new`` ratings of listener ``name`` and their profiles, in one transaction.
 
         ``new`` items: ``clip_id``, ``label``, ``audio_digest``, ``features`` (feature key ->
@@ -364,6 +379,7 @@ class Database:
         the listener's other ratings are removed. ``expected_revision`` (None: the listener
         must not exist yet) guards against a concurrent write: :class:`Conflict` if it differs.
         ``profile_rows``: model id -> :func:`profile_row` values, stored at the new revision.
+        ``audio_blobs``: audio digest -> bytes to keep (``--keep-audio``).
 
         Returns ``(listener id, new revision, number of replaced ratings)``.
         """
@@ -400,7 +416,34 @@ class Database:
                     conn.execute(rating_features.insert(), feats)
             for model_id, row in profile_rows.items():
                 self._put_profile(conn, lid, model_id, rev, row)
+            if audio_blobs:
+                ins = self._insert(audio).values([{"digest": d, "data": b, "created_at": t} for d, b in audio_blobs.items()])
+                conn.execute(ins.on_conflict_do_nothing(index_elements=["digest"]))
+            if replace or replaced:
+                self._drop_unreferenced_audio(conn)
             return lid, rev, replaced
+
+    @staticmethod
+    def _drop_unreferenced_audio(conn: Connection) -> None:
+        used = select(ratings.c.audio_digest).where(ratings.c.audio_digest.is_not(None))
+        conn.execute(audio.delete().where(audio.c.digest.not_in(used)))
+
+    def audio_of(self, digests: list[str]) -> dict[str, bytes]:
+        """Kept audio by digest (only what exists)."""
+        if not digests:
+            return {}
+        with self.read() as conn:
+            return {r.digest: bytes(r.data) for r in conn.execute(select(audio.c.digest, audio.c.data).where(audio.c.digest.in_(digests)))}
+
+    def add_features(self, rows: list[dict]) -> None:
+        """Features of stored ratings under a feature key (``rating_id``, ``feature_key``, ``x``); existing ones kept."""
+        if not rows:
+            return
+        with self.write() as conn:
+            ins = self._insert(rating_features).values([
+                {"rating_id": r["rating_id"], "feature_key": r["feature_key"], "shape": list(r["x"].shape),
+                 "data": np.ascontiguousarray(r["x"], dtype=np.float32).tobytes()} for r in rows])
+            conn.execute(ins.on_conflict_do_nothing(index_elements=["rating_id", "feature_key"]))
 
     # ------------------------------------------------------------- profiles
     def _put_profile(self, conn: Connection, listener_id: int, model_id: int, revision: int, row: dict) -> None:
@@ -473,6 +516,7 @@ class Database:
             conn.execute(rating_features.delete().where(rating_features.c.rating_id.in_(rids)))
             conn.execute(ratings.delete().where(ratings.c.listener_id == cur.id))
             conn.execute(listeners.delete().where(listeners.c.id == cur.id))
+            self._drop_unreferenced_audio(conn)
             return list(digests)
 
     # ----------------------------------------------------------------- keys

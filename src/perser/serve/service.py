@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from perser.corpus.model import MULTILABEL_SEP, LabelSpace, split_multilabel
+from perser.corpus.model import LabelSpace, split_multilabel
 from perser.errors import ConfigError, FeatureError, PerserError
 from perser.methods.base import Personalizer, Profile, _json_default
 from perser.serve import db as dbm
@@ -190,47 +189,28 @@ def parse_model_args(models: Sequence[Union[str, Path, tuple]]) -> list[tuple[st
 
 
 # -------------------------------------------------------------------- labels
+#: the longest class name or dimension name a rating may carry (longer ones are refused unread)
+MAX_LABEL_CHARS = 64
+
+
 def encode_labels(space: LabelSpace, labels: list, names: list[str]) -> np.ndarray:
     """Stored labels (a class, a list of classes, or values per dimension) as ``space``'s targets.
 
-    Errors name the rating (``names[i]``) and the field, never the whole input.
+    :func:`perser.methods.inputs.encode_ratings` does the encoding (the same rules as
+    ``perser enroll``); before it, every text in a label is bounded to
+    :data:`MAX_LABEL_CHARS`, so an error can name the culprit without echoing a long input.
     """
-    rows = []
-    want = list(space.classes) if space.is_class else list(space.dimensions)
+    from perser.methods.inputs import encode_ratings
+
     for name, v in zip(names, labels):
-        if space.kind == "categorical":
-            if not isinstance(v, str):
-                raise ConfigError(f"{name}: space {space.name!r} is categorical: 'label' is one class ({', '.join(want)})")
-            rows.append(v)
-        elif space.kind == "multilabel":
-            if isinstance(v, dict) or v is None:
-                raise ConfigError(f"{name}: space {space.name!r} is multilabel: 'label' is a list of classes")
-            got = [v] if isinstance(v, str) else list(v)
-            if any(not isinstance(c, str) or MULTILABEL_SEP in c for c in got):
-                raise ConfigError(f"{name}: a class name in 'label' is not text or contains {MULTILABEL_SEP!r}")
-            rows.append(MULTILABEL_SEP.join(got))
-        else:
-            if not isinstance(v, dict):
-                raise ConfigError(f"{name}: space {space.name!r} is dimensional: give 'values' ({', '.join(want)})")
-            if set(v) != set(want):
-                missing = [d for d in want if d not in v]
-                raise ConfigError(f"{name}: 'values' needs exactly {want}" + (f"; missing {missing}" if missing else "")
-                                  + ("; has others" if set(v) - set(want) else ""))
-            lo, hi = space.scale
-            for d in want:
-                x = v[d]
-                if not isinstance(x, (int, float)) or not np.isfinite(x) or x < lo or x > hi:
-                    raise ConfigError(f"{name}: 'values.{d}' is outside the scale [{lo:g}, {hi:g}]")
-            rows.append([float(v[d]) for d in want])
-    index = pd.Index(names)
-    if space.is_class:
-        for name, r in zip(names, rows):  # unknown classes, named here without echoing the input
-            for c in (r.split(MULTILABEL_SEP) if space.kind == "multilabel" and r else ([r] if space.kind == "categorical" else [])):
-                if c not in space.classes:
-                    shown = repr(c) if len(c) <= 40 else "a class"
-                    raise ConfigError(f"{name}: 'label' {shown} is not a class of space {space.name!r} ({', '.join(want)})")
-        return space.encode(pd.DataFrame({space.name: pd.Series(rows, index=index, dtype=object)}))
-    return space.encode(pd.DataFrame(np.asarray(rows, dtype=np.float32).reshape(len(rows), len(want)), index=index, columns=want))
+        texts = [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple, dict)) else []
+        if isinstance(v, (list, tuple, dict)) and len(v) > 4 * MAX_LABEL_CHARS:
+            raise ConfigError(f"{name}: the label has {len(v)} entries")
+        for t in texts:
+            if isinstance(t, str) and len(t) > MAX_LABEL_CHARS:
+                field_ = "values" if isinstance(v, dict) else "label"
+                raise ConfigError(f"{name}: a name in '{field_}' is longer than {MAX_LABEL_CHARS} characters")
+    return encode_ratings(labels, space, names)
 
 
 def _stored_label(r: RatedClip, space: LabelSpace, name: str) -> Any:
@@ -264,16 +244,19 @@ class Service:
         A SQLite file path or a ``postgresql://`` URL (:class:`perser.serve.db.Database`).
     limits:
         Request limits (:class:`Limits`).
-    reenroll:
-        Run the background re-enrollment thread (:meth:`start`); tests may drive
-        :meth:`reenroll_step` themselves.
+    workers:
+        Worker processes of the service (the rate limit is divided among them).
+    keep_audio:
+        Keep uploaded audio in the database (``audio`` table), so that a model with another
+        feature extractor can re-enroll listeners from it; otherwise only features are kept.
     """
 
     def __init__(self, models, store, default: Optional[str] = None, limits: Optional[Limits] = None,
-                 workers: int = 1, key_cache_seconds: float = 10.0):
+                 workers: int = 1, key_cache_seconds: float = 10.0, keep_audio: bool = False):
         from perser.methods import load_model
 
         self.limits = limits or Limits()
+        self.keep_audio = bool(keep_audio)
         self.db = store if isinstance(store, dbm.Database) else dbm.Database(store)
         self.models: dict[str, ServedModel] = {}
         featurizers: dict[str, Featurizer] = {}
@@ -364,9 +347,10 @@ class Service:
         return add_key(self.db, name, scope)
 
     # ------------------------------------------------------------- features
-    def _clip_features(self, clips: list[Clip], what: str, sms: list[ServedModel], need_ids: bool) -> tuple[list[dict], list[Optional[str]]]:
+    def _clip_features(self, clips: list[Clip], what: str, sms: list[ServedModel], need_ids: bool):
         """Per clip: ``{feature key: features}`` for the models in ``sms`` (given features count
-        for the first of them only), and the audio digests. Checks everything first."""
+        for the first of them only), the audio digests, and the audio bytes by clip index.
+        Checks everything first."""
         lim = self.limits
         if len(clips) > lim.max_clips:
             raise TooLarge(f"{what}: {len(clips)} clips; at most {lim.max_clips} per request")
@@ -418,7 +402,7 @@ class Service:
                         raise FeatureError(f"{names[i]}: the model's feature spec gave shape {list(x.shape)}, "
                                            f"it expects {list(sm.input_shape)}")
                     out[i][sm.fkey] = x
-        return out, digests
+        return out, digests, audio
 
     # --------------------------------------------------------------- profiles
     def _make_profile(self, sm: ServedModel, listener: str, labels: list, X: list[Optional[np.ndarray]],
@@ -430,7 +414,7 @@ class Service:
             if missing:
                 raise PerserError(f"{missing} of {k} ratings have no features for this model's input "
                                   f"({sm.feature_spec.get('spec') or 'precomputed features'}, shape {list(sm.input_shape)}); "
-                                  "send those clips' audio (or features) again")
+                                  "send those clips' audio (or features) again, or serve with --keep-audio before the next model change")
             need = self.limits.k_for(sm.model.name)
             if k < need:
                 raise PerserError(f"{k} rating(s); method {sm.model.name!r} needs at least {need}")
@@ -454,6 +438,33 @@ class Service:
             tensors = load(bytes(row["tensors"]))
         return Profile(method=doc["method"], annotator=listener, data=doc.get("data", {}), tensors=tensors)
 
+    def _stored_for(self, sm: ServedModel, listener_id: int):
+        """A listener's stored ratings and their features for ``sm``; features missing for
+        its input are made from kept audio (``--keep-audio``) and stored, where there is some."""
+        stored, X = self.db.ratings_of(listener_id, sm.fkey)
+        todo = [i for i, x in enumerate(X) if x is None and stored[i].audio_digest]
+        if not todo or sm.featurizer is None:
+            return stored, X
+        blobs = self.db.audio_of(sorted({stored[i].audio_digest for i in todo}))
+        todo = [i for i in todo if stored[i].audio_digest in blobs]
+        if not todo:
+            return stored, X
+        try:
+            fz = sm.featurizer
+            decoded = [(f"clip {_short(stored[i].clip_id)}", stored[i].audio_digest,
+                        fz.decode(blobs[stored[i].audio_digest], f"clip {_short(stored[i].clip_id)}")) for i in todo]
+            feats = fz.features(decoded)
+        except PerserError:  # the profile then reports the ratings without features
+            log.warning("kept audio of a listener could not be featurised for model %s", sm.name, exc_info=True)
+            return stored, X
+        rows = []
+        for i, x in zip(todo, feats):
+            if x.shape == sm.input_shape:
+                X[i] = x
+                rows.append({"rating_id": stored[i].rating_id, "feature_key": sm.fkey, "x": x})
+        self.db.add_features(rows)
+        return stored, X
+
     # ----------------------------------------------------------- listeners
     def _listener(self, listener: str) -> dict:
         row = self.db.listener(dbm.check_listener_id(listener))
@@ -465,7 +476,7 @@ class Service:
         """The listener's stored ratings: ``clip_id``, ``label``, ``audio_digest``, ``created_at``."""
         row = self._listener(listener)
         stored, _ = self.db.ratings_of(row["id"], None)
-        return [r.__dict__ for r in stored]
+        return [r.public() for r in stored]
 
     def add_ratings(self, listener: str, req: RatingsRequest, replace: bool = False, create_only: bool = False) -> dict:
         """Store ratings of ``listener`` (created when new) and recompute their profile for
@@ -483,7 +494,8 @@ class Service:
         if (replace or create_only) and len(labels) < need:
             raise ConfigError(f"ratings: {len(labels)} rating(s); method {sm.model.name!r} needs at least {need}")
         order = [sm] + [m for m in self.models.values() if m is not sm]
-        feats, digests = self._clip_features(req.ratings, "ratings", order, need_ids=True)
+        feats, digests, audio = self._clip_features(req.ratings, "ratings", order, need_ids=True)
+        blobs = {digests[i]: data for i, data in audio.items()} if self.keep_audio else None
         new = [{"clip_id": r.id, "label": lab, "audio_digest": d, "features": f}
                for r, lab, d, f in zip(req.ratings, labels, digests, feats)]
         for attempt in range(20):
@@ -494,7 +506,7 @@ class Service:
             for m in self.models.values():
                 clip_ids, labs, X = [], [], []
                 if cur is not None and not replace:
-                    stored, sx = self.db.ratings_of(cur["id"], m.fkey)
+                    stored, sx = self._stored_for(m, cur["id"])
                     sent = {r["clip_id"] for r in new}
                     for s, x in zip(stored, sx):
                         if s.clip_id not in sent:
@@ -503,7 +515,8 @@ class Service:
                     clip_ids.append(r["clip_id"]), labs.append(r["label"]), X.append(r["features"].get(m.fkey))
                 rows[m.id] = self._make_profile(m, name, labs, X, clip_ids)
             try:
-                lid, rev, replaced = self.db.write_ratings(name, new, replace, None if cur is None else cur["revision"], rows)
+                lid, rev, replaced = self.db.write_ratings(name, new, replace, None if cur is None else cur["revision"], rows,
+                                                           audio_blobs=blobs)
                 break
             except dbm.Conflict:
                 time.sleep(0.005 * (attempt + 1))
@@ -562,7 +575,7 @@ class Service:
                 p = self.db.profile(row["id"], other.id)
                 if p is not None and p["status"] == "ready":
                     return other, self._profile(p, listener)
-        stored, X = self.db.ratings_of(row["id"], sm.fkey)
+        stored, X = self._stored_for(sm, row["id"])
         r = self._make_profile(sm, listener, [s.label for s in stored], X, [s.clip_id for s in stored])
         self.db.put_profile_if_current(row["id"], sm.id, row["revision"], r)
         if r["status"] != "ready":
@@ -574,7 +587,7 @@ class Service:
         profile = None
         if req.listener is not None:
             sm, profile = self._profile_for(sm, dbm.check_listener_id(req.listener), explicit=req.model is not None)
-        feats, _ = self._clip_features(req.clips, "clips", [sm], need_ids=False)
+        feats, _, _ = self._clip_features(req.clips, "clips", [sm], need_ids=False)
         X = np.stack([f[sm.fkey] for f in feats])
         with sm.lock:
             pred = sm.model.predict(profile, X)
@@ -605,7 +618,7 @@ class Service:
             return 0
         todo = self.db.pending(sm.id, batch)
         for row in todo:
-            stored, X = self.db.ratings_of(row["id"], sm.fkey)
+            stored, X = self._stored_for(sm, row["id"])
             r = self._make_profile(sm, row["name"], [s.label for s in stored], X, [s.clip_id for s in stored])
             if self.db.put_profile_if_current(row["id"], sm.id, row["revision"], r):
                 self.counters["reenrollments"] += 1
