@@ -7,7 +7,9 @@
 #   DEVICE=cpu TINY=1 bash benchmarks/scale/gpu.sh   # the same steps at tiny sizes on a CPU (a check)
 #
 # Each result is one JSON line in $OUT/gpu_results.jsonl; nvidia-smi's view of the GPU
-# goes to $OUT/nvidia-smi.txt.
+# goes to $OUT/nvidia-smi.txt. Needs a Python with a CUDA build of torch, transformers and
+# soundfile (perser itself is installed in editable mode when it is not importable; the GPU
+# machine has no network, so the rest must be there).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-./gpu-results}"
@@ -24,6 +26,7 @@ fi
 "$PY" -c "import torch, json; print(json.dumps({'what': 'env', 'torch': torch.__version__, 'cuda': torch.cuda.is_available(), 'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))" | tee -a "$RES"
 
 if [ -n "${TINY:-}" ]; then
+  export PERSER_BENCH_THREADS="${PERSER_BENCH_THREADS:-1}"   # two threads on a busy 2-core machine spin
   SSL=(--tiny --n 6 --threads 1)
   FIT=(--ratings 20000 --annotators 500 --clips 5000 --dim 64)
 else

@@ -158,7 +158,7 @@ def test_bad_head_updates_is_named():
 
 
 def test_all_reduce_rows_outside_a_process_group_coalesces():
-    g = torch.sparse_coo_tensor(torch.tensor([[3, 1, 3]]), torch.ones(3, 2), (5, 2))
+    g = torch.sparse_coo_tensor(torch.tensor([[3, 1, 3]]), torch.ones(3, 2), (5, 2), check_invariants=True)
     out = distributed.all_reduce_rows(g, (5, 2))
     assert out.is_coalesced() and out.indices()[0].tolist() == [1, 3]
     assert torch.equal(out.to_dense()[3], torch.full((2,), 2.0))
