@@ -132,3 +132,34 @@ def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
     assert run.data.space.classes == ("anger", "happiness", "neutral", "sadness")
     assert any("dropped by the mapping" in n for n in run.data.notes)
     assert set(pd.unique(run.results["scenario"])) == {"unseen"}
+
+
+def test_tavernor_muse_recipe(tmp_path, monkeypatch):
+    from perser.testing.corpora import write_msp_podcast
+    from perser.testing.muse import write_muse
+
+    pod, muse = tmp_path / "podcast", tmp_path / "muse"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    write_muse(muse, n_speakers=6, n_clips_per_speaker=6, n_annotators=5, ratings_per_clip=4, seed=3)
+    monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
+    monkeypatch.setenv("MUSE_ROOT", str(muse))
+    run = _run("tavernor-muse", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
+    assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal"} <= set(run.results["metric"])
+    assert run.data.space.scale == (1.0, 9.0)
+    ev = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "eval"]
+    assert not ev["annotator_id"].str.startswith("self_report").any()  # self-reports are not listeners
+    _check_paper_outputs(run)
+
+
+def test_tavernor_muse_recipe_without_annotator_file_names_it(tmp_path, monkeypatch):
+    from perser.errors import CorpusError
+    from perser.testing.corpora import write_msp_podcast
+    from perser.testing.muse import write_muse
+
+    pod, muse = tmp_path / "podcast", tmp_path / "muse"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    write_muse(muse, annotators_file=False)
+    monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
+    monkeypatch.setenv("MUSE_ROOT", str(muse))
+    with pytest.raises(CorpusError, match="muse_annotators.csv"):
+        _run("tavernor-muse", tmp_path, k=[2], n_folds=3, min_test=2)
