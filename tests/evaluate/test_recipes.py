@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 TINY_NEURAL = {"hidden": [16], "epochs": 2, "patience": 1}
 
 
-def _tiny(cfg_methods):
+def _tiny(cfg_methods, recipe_params=None):
+    """Tiny sizes over the recipe's own method parameters (architecture, score, ... kept)."""
     from perser.evaluate.runner import accepted_params
     from perser.methods import get_method
 
@@ -22,14 +23,15 @@ def _tiny(cfg_methods):
         p = {**TINY_NEURAL, "steps": 2, "meta_epochs": 1, "iters_per_epoch": 2, "first_order_epochs": 1,
              "msl_epochs": 1, "n_inner_steps": 1, "k_support": 2, "k_query": 2, "min_ratings": 2}
         sig = accepted_params(get_method(m))
-        out[m] = {k: v for k, v in p.items() if k in sig}
+        out[m] = {**(recipe_params or {}).get(m, {}), **{k: v for k, v in p.items() if k in sig}}
     return out
 
 
 def _run(recipe, tmp_path, **over):
     cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
     over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
-            "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods), "workers": 1, **over}
+            "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods, cfg0.method_params),
+            "workers": 1, **over}
     cfg = load_config(recipe_path(recipe), over)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixtures inject counted quirks on purpose
@@ -72,6 +74,9 @@ def _check_paper_outputs(run):
     """The authors' metrics beside perser's, and predictions.csv that re-scores to them."""
     from perser.methods.tavernor import tavernor_ccc_np
 
+    sim = run.config.method_params["similar"]
+    assert sim["architecture"] == "tavernor" and sim["score"] == "ccc_tavernor"
+    assert run.config.method_params["mean-annotator"]["architecture"] == "tavernor"
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])

@@ -68,8 +68,17 @@ class TrainConfig:
     progress: bool = True
     description: str = "training"
     data_key: str | None = None
+    #: ``"adam"`` (default) or ``"sgd"`` (with ``momentum``)
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    #: with a validation loss: multiply the learning rate by ``plateau_factor`` after
+    #: ``plateau_patience`` epochs without improvement (``ReduceLROnPlateau``); None: off
+    plateau_factor: float | None = None
+    plateau_patience: int = 5
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -212,8 +221,17 @@ def fit_model(
             f"a row in every batch; use batch_size >= {2 * world}"
         )
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = None
+    if cfg.plateau_factor is not None and valid_loss is not None:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                           patience=cfg.plateau_patience)
     fp = _fingerprint(cfg, n_train, model)
+    if cfg.optimizer != "adam" or cfg.plateau_factor is not None:
+        fp.update(optimizer=cfg.optimizer, momentum=cfg.momentum, plateau=[cfg.plateau_factor, cfg.plateau_patience])
 
     history: list[dict] = []
     best_state = copy.deepcopy(model.state_dict())
@@ -235,6 +253,8 @@ def fit_model(
             best_state = _strip(arrays, "best.")
             _load_optimizer(opt, arrays, doc["param_groups"])
             history, best_score, best_epoch, bad = doc["history"], doc["best_score"], doc["best_epoch"], doc["bad"]
+            if sched is not None and doc.get("scheduler"):
+                sched.load_state_dict(doc["scheduler"])
             start = resumed = doc["epoch"] + 1
             # a run that stopped early stays stopped; one that ran out of epochs continues
             # when asked for more
@@ -289,6 +309,9 @@ def fit_model(
                     bad += 1
                 if cfg.patience and bad >= cfg.patience:
                     stopped = finished = True
+                if sched is not None:
+                    sched.step(score)
+                    rec["lr"] = float(opt.param_groups[0]["lr"])
             else:
                 best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
             history.append(rec)
@@ -298,6 +321,7 @@ def fit_model(
                 _save_checkpoint(ckpt, model, best_state, opt, {
                     "epoch": epoch, "history": history, "best_score": best_score, "best_epoch": best_epoch,
                     "bad": bad, "finished": finished, "stopped_early": stopped, "fingerprint": fp, "config": _jsonable(asdict(cfg)),
+                    **({"scheduler": _scheduler_state(sched)} if sched is not None else {}),
                 })
             distributed.barrier()
             if progress is not None:
@@ -314,6 +338,11 @@ def fit_model(
         best_score=None if best_score is None or math.isnan(best_score) else best_score,
         history=history, resumed_from=resumed, stopped_early=stopped,
     )
+
+
+def _scheduler_state(sched) -> dict:
+    """``ReduceLROnPlateau``'s counters (plain numbers; infinities are written as JSON's Infinity)."""
+    return {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
 
 def _jsonable(d: dict) -> dict:
