@@ -69,7 +69,10 @@ class ExperimentConfig(BaseModel):
     target_classes: list[str] | None = Field(None, description="classes of the target space when `mapping` maps classes")
     mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
-    features: str = Field("egemaps", description="feature spec for perser.features.extract")
+    features: str | list[str] = Field(
+        "egemaps", description="feature spec for perser.features.extract, or a list of specs whose vectors are "
+                               "concatenated per clip (e.g. [ssl:DIR, text:DIR]; with a list, feature_settings may be "
+                               "keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
     feature_settings: dict[str, Any] = Field(
         default_factory=dict,

@@ -134,11 +134,32 @@ def map_ratings(ratings: pd.DataFrame, source: LabelSpace, target: LabelSpace, m
     return base
 
 
+def feature_settings_for(spec: str, cfg: ExperimentConfig) -> dict:
+    """The extractor settings of ``spec``: ``feature_settings[spec]`` when the settings are
+    keyed by the specs of a list of feature sets, else ``feature_settings`` itself."""
+    specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
+    fs = dict(cfg.feature_settings)
+    if len(specs) > 1 and fs and set(fs) <= set(specs):
+        return dict(fs.get(spec) or {})
+    return fs
+
+
 def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
     from perser.features import extract
 
-    feats = extract(corpus, cfg.features, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
-                    **cfg.feature_settings)
+    specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
+    sets = [extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
+                    **feature_settings_for(s, cfg)) for s in specs]
+    if len(sets) == 1:
+        feats = sets[0]
+    else:
+        from perser.features.text import combine
+
+        for f in sets:
+            if f.X.ndim == 3 and f.X.shape[1] > 1:
+                log.add("SSL layer stacks reduced to their last layer to be concatenated with the other feature "
+                        "sets (the encoder's last hidden state)", f.spec)
+        feats = combine(sets, last_layer=True)
     failures = getattr(feats, "failures", {}) or {}
     for clip, msg in failures.items():
         log.add("clips without features (extraction failed), their ratings left out", f"{clip}: {msg}")
