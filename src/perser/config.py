@@ -96,6 +96,11 @@ class ExperimentConfig(BaseModel):
                                    "(0: none, only the seen-listener scenario)")
     max_listeners: int | None = Field(None, ge=1, description="cap on unseen listeners per seed (random)")
     enroll_from: Literal["train", "test"] = "train"
+    enroll_strategy: list[str] = Field(default_factory=lambda: ["random"], description="how new listeners' "
+                                       "enrollment clips are chosen from their pool: random (the papers' protocol), "
+                                       "active, diverse; several at once are compared on the same listeners")
+    enroll_strategy_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="parameters per "
+                                                              "enrollment strategy (e.g. active: {criterion: head})")
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
     common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")

@@ -21,6 +21,9 @@ def _register() -> None:
 
     for mod in (corpus_cmd, extract_cmd, method_cmd, evaluate_cmd, serve_cmd):
         mod.register(app)
+    from perser.cli import select_cmd  # noqa: E402
+
+    select_cmd.register(app)
 
 
 @app.callback()

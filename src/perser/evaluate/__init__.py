@@ -84,7 +84,11 @@ def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, con
         from perser.errors import ConfigError
 
         raise ConfigError("no listener has enough ratings for the largest K plus min_test; lower k or min_test")
-    out = run_plan(data, plan, methods, threshold=cfg.threshold, explicit_methods=explicit, progress=cfg.progress)
+    from perser.enroll.protocol import StrategyPlan
+
+    strategies = StrategyPlan(cfg.enroll_strategy, cfg.enroll_strategy_params)
+    out = run_plan(data, plan, methods, threshold=cfg.threshold, explicit_methods=explicit, progress=cfg.progress,
+                   strategies=strategies)
     results = score_blocks(out.blocks, data, pool_folds=cfg.pool_folds, style_column=cfg.style_column)
     summary = summarize(results, baseline=cfg.baseline, n_boot=cfg.n_bootstrap, level=cfg.ci_level,
                         seed=min(cfg.seeds))

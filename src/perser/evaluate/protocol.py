@@ -20,7 +20,8 @@ fold's test clips, too few test or enrollment ratings, not drawn under
 ``max_listeners``), so evaluated + excluded is the scenario's number of listeners.
 
 The K enrollment sets of a listener are nested (the first K of one random order of
-their pool), and a listener's test set does not depend on K, so K-curves compare like
+their pool, kept whole in ``Assignment.pool`` for the enrollment strategies of
+:mod:`perser.enroll.protocol`), and a listener's test set does not depend on K, so K-curves compare like
 with like. Every method sees exactly the same splits, enrollment sets and test sets.
 :func:`check_plan` asserts that test speakers never occur in training, and that no
 enrollment clip is in the same listener's test set.
@@ -93,6 +94,7 @@ class Assignment:
     enroll_order: list[str]   # clip ids; the first K form the K-shot enrollment set
     test: list[str]           # clip ids, the same for every K
     ks: list[int]             # the K values this listener is eligible for
+    pool: list[str] = field(default_factory=list)  # every clip enrollment may use, in the same random order
 
 
 @dataclass
@@ -198,7 +200,7 @@ def _assign(
         if not ok:
             drop(f"fewer than {kmax if settings.common_listeners else min(ks)} enrollment ratings")
             continue
-        out.append(Assignment(a, enroll_order[: max(ok)], test, ok))
+        out.append(Assignment(a, enroll_order[: max(ok)], test, ok, pool=list(enroll_order)))
     return out, excluded
 
 
@@ -302,7 +304,7 @@ def check_plan(data: EvalData, plan: list[Split]) -> None:
         tset = set(s.test_clips)
         for scen, assigns in s.assignments.items():
             for a in assigns:
-                enr = set(a.enroll_order)
+                enr = set(a.enroll_order) | set(a.pool)
                 if enr & set(a.test):
                     raise PerserError(f"{where} {scen}: listener {a.annotator!r} has enrollment clip(s) "
                                       f"{sorted(enr & set(a.test))[:3]} in their test set")

@@ -109,7 +109,7 @@ def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> 
 def run_plan(
     data: EvalData, plan: list[Split], methods: dict[str, dict], threshold: float | None = None,
     explicit_methods: bool = True, progress: bool = True, share_fits: bool = True,
-    enroll_threads: int | None = 1,
+    enroll_threads: int | None = 1, strategies=None,
 ) -> RunOutput:
     """Fit, enroll and predict every method on every split of ``plan``.
 
@@ -138,7 +138,13 @@ def run_plan(
         Torch threads while enrolling and predicting (K clips and one listener's test
         clips are tiny tensors: one thread is several times faster than two on a busy
         machine); ``None`` keeps torch's setting. Fits use torch's setting.
+    strategies:
+        A :class:`perser.enroll.protocol.StrategyPlan` (default: ``random`` alone, the
+        papers' protocol): non-random strategies add results named ``<method>+<strategy>``.
     """
+    from perser.enroll.protocol import StrategyPlan
+
+    strategies = strategies if strategies is not None else StrategyPlan()
     skipped = check_methods(methods, data.space.kind, explicit_methods)
     names = [m for m in methods if m not in skipped]
     if not names:
@@ -154,7 +160,8 @@ def run_plan(
     fit_keys = set()
     for s in plan:
         for scen, assigns in s.assignments.items():
-            total += sum(len(a.ks) for a in assigns) * len(names)
+            total += sum(len(a.ks) for a in assigns) * sum(
+                1 + strategies.n_extra(get_method(n).personalized, scen) for n in names)
         if s.fit_key not in fit_keys:
             total += len(names)
             fit_keys.add(s.fit_key)
@@ -207,8 +214,9 @@ def run_plan(
                             y_test = data.y_all[[rows[c] for c in a.test]]
                             Xt = data.X[data.rows(a.test)]
                             own = _seen_profile(m, a.annotator) if scen == "seen" else None
-                            for k in a.ks:
-                                enr = a.enroll_order[:k]
+                            for bname, enr in strategies.enrollments(
+                                    name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
+                                k = len(enr)
                                 Xe = data.X[data.rows(enr)]
                                 ye = data.y_all[[rows[c] for c in enr]]
                                 t0 = time.perf_counter()
@@ -235,7 +243,7 @@ def run_plan(
                                 timings[name]["n_enroll"] += 1
                                 _check_pred(name, data, proba, values, len(a.test))
                                 blocks.append(Block(
-                                    name, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
+                                    bname, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
                                     None if proba is None else np.asarray(proba, dtype=np.float64),
                                     None if values is None else np.asarray(values, dtype=np.float64),
                                     float(threshold if threshold is not None else (thr if thr is not None else 0.5)),

@@ -41,7 +41,7 @@ from perser.methods.training import fit_model
 CONSENSUS = "<consensus>"
 
 #: hyper-parameters that determine the fitted multi-annotator network
-FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "valid_fraction",
+FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "min_delta", "valid_fraction",
               "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "architecture")
 
 #: values of ``architecture``

@@ -1,0 +1,423 @@
+"""``active``: ask the clips whose answers tell the most about the new listener.
+
+**Methods with seen-listener heads** (``similar``, ``finetune``, ``random-annotator``,
+``mean-annotator``: every :class:`~perser.methods.multi.MultiAnnotatorModel`). The
+seen listeners' heads are a sample of how people label; a new listener is taken to
+label like one of them, with noise. Given the answers so far the posterior over heads
+is ``w_h ∝ prod_j p(y_j | head h, clip j)`` (uniform prior) with the likelihood
+
+* categorical: ``(1 - eps) p_h(y | x) + eps / C`` (a lapse rate ``eps``);
+* multilabel: the same per class (``eps / 2``), classes independent given the head;
+* dimensional: Gaussian, ``y ~ N(f_h(x), sigma_d^2)`` per dimension on the unit scale.
+
+The noise (``eps`` or every ``sigma_d``) is fitted on the seen listeners
+(:meth:`ActiveStrategy.fit` with their ratings): the value on a grid that maximises
+the leave-own-head-out marginal likelihood ``sum_a log mean_{h != a} p(ratings of a | h)``,
+i.e. how well the mixture of the *other* listeners' heads explains each seen listener,
+which is exactly the model the selection then uses for a new one.
+
+Two criteria, chosen by ``criterion``:
+
+* ``"head"``: the expected information about *which head* fits, ``I(y; h)`` (BALD,
+  Houlsby et al. 2011): the entropy of the predictive minus the expected entropy under
+  each head.
+* ``"target"`` (the default): the expected predictive information gain, ``EPIG``
+  (Bickford Smith et al. 2023): the mutual information between the answer ``y`` to
+  the candidate and the listener's label ``y*`` of a target clip, averaged over target
+  clips drawn from the pool. It rewards clips whose answer sharpens the predictions
+  the listener will be served, not clips that only separate heads on atypical audio:
+  this is the remedy for the sampling bias of head-information criteria (the chosen
+  clips are the hard ones, where every head is least right).
+
+Categorical and multilabel criteria are exact for the mixture; dimensional ones use
+the Gaussian approximation of the predictive (``I(y; h) ~ 1/2 sum_d log(1 + Var_w f_d / sigma_d^2)``,
+``I(y; y*) ~ -1/2 sum_d log(1 - rho_d^2)`` with ``rho`` the correlation of the two
+answers under the head mixture).
+
+**Methods without heads** (``meta``, ``consensus``): ``criterion="model-change"``,
+the expected information about the adapted output head's weights under a
+linear-Gaussian (classes: Laplace) approximation on the trunk embedding ``z``:
+``1/2 log(1 + u(x) z' A^-1 z)`` with ``A = lambda I + sum_rated u_j z_j z_j'`` and
+``u(x) = 1 - sum_c p_c(x)^2`` (the current profile's predictive uncertainty; 1 for
+dimensional spaces). It picks clips the current personal model is unsure of and that
+move the head in directions not yet covered (greedy D-optimal design).
+
+``density = beta > 0`` multiplies every gain by the clip's representativeness to the
+power ``beta`` (information density, Settles & Craven 2008): the mean Gaussian-kernel
+similarity to the pool in standardised feature space, the bandwidth the median distance.
+
+**Batch mode** (``n > 1`` without answers) is greedy: after each pick the posterior is
+conditioned on the pick's most probable answer (the "kriging believer" heuristic), or
+``A`` is updated with the pick (model change), and the next pick is chosen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perser.enroll.base import Selection, Session, Strategy, pool_vectors
+from perser.errors import ConfigError, PerserError
+
+CRITERIA = ("auto", "head", "target", "model-change")
+#: lapse rates and unit-scale noise levels tried when fitting the likelihood
+EPS_GRID = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+SIGMA_GRID = (0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
+#: default noise when no seen-listener ratings are given to :meth:`ActiveStrategy.fit`
+DEFAULT_EPS = 0.1
+DEFAULT_SIGMA = 0.25
+
+
+def has_heads(model) -> bool:
+    """Whether ``model`` exposes seen-listener heads (``head_outputs``, ``head_annotators_``)."""
+    return callable(getattr(model, "head_outputs", None)) and bool(getattr(model, "head_annotators_", None))
+
+
+class ActiveStrategy(Strategy):
+    """Choose the clips with the largest expected information (see the module docstring).
+
+    Parameters
+    ----------
+    criterion:
+        ``"auto"`` (``"target"`` for methods with heads, ``"model-change"`` otherwise),
+        ``"head"``, ``"target"`` or ``"model-change"``.
+    noise:
+        Lapse rate (class spaces) or unit-scale noise standard deviation (dimensional;
+        one number or one per dimension). ``None``: fitted on the seen listeners'
+        ratings given to :meth:`fit`, else the defaults (0.1; 0.25).
+    density:
+        Exponent of the representativeness weight (0: off).
+    n_target:
+        Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
+    seed:
+        Seeds the draw of the target clips.
+    """
+
+    name = "active"
+
+    def __init__(self, criterion: str = "auto", noise=None, density: float = 0.0, n_target: int = 64, seed: int = 0):
+        super().__init__(seed)
+        self.criterion = criterion
+        self.noise = noise
+        self.density = density
+        self.n_target = n_target
+
+    def check_params(self) -> None:
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"strategy 'active': unknown criterion {self.criterion!r}; use one of {CRITERIA}")
+        if not float(self.density) >= 0:
+            raise ConfigError(f"strategy 'active': density must be >= 0, got {self.density}")
+        if int(self.n_target) < 1:
+            raise ConfigError(f"strategy 'active': n_target must be at least 1, got {self.n_target}")
+
+    def fit(self, model=None, train=None) -> "ActiveStrategy":
+        self.check_params()
+        if model is None:
+            raise PerserError("strategy 'active' needs a fitted method")
+        self.model_ = model
+        self.space_ = model.space_
+        crit = self.criterion
+        if crit == "auto":
+            crit = "target" if has_heads(model) else "model-change"
+        if crit in ("head", "target") and not has_heads(model):
+            raise ConfigError(f"strategy 'active': criterion {crit!r} needs a method with seen-listener heads "
+                              f"(similar, finetune, ...); method {getattr(model, 'name', '?')!r} has none: "
+                              f"use criterion 'model-change'")
+        if crit == "model-change" and not callable(getattr(model, "embed", None)):
+            raise ConfigError(f"strategy 'active': method {getattr(model, 'name', '?')!r} has no trunk embedding")
+        self.criterion_ = crit
+        if crit in ("head", "target"):
+            self.noise_ = self._noise(train)
+        return self
+
+    def _noise(self, train) -> np.ndarray:
+        kind = self.space_.kind
+        if self.noise is not None:
+            v = np.atleast_1d(np.asarray(self.noise, dtype=np.float64))
+            if kind == "dimensional":
+                v = np.broadcast_to(v, (len(self.space_.dimensions),)).copy()
+            if not np.all(v > 0) or (kind != "dimensional" and not v[0] < 1):
+                raise ConfigError(f"strategy 'active': noise must be in (0, 1) for class spaces and > 0 for "
+                                  f"dimensional ones, got {self.noise}")
+            return v
+        if train is None:
+            if kind == "dimensional":
+                return np.full(len(self.space_.dimensions), DEFAULT_SIGMA)
+            return np.array([DEFAULT_EPS])
+        return fit_noise(self.model_, train)
+
+    def session(self, X_pool: np.ndarray) -> Session:
+        if not hasattr(self, "criterion_"):
+            raise PerserError("strategy 'active' is not fitted: call fit(model) first")
+        if self.criterion_ == "model-change":
+            return _ModelChangeSession(self, X_pool)
+        return HeadSession(self, X_pool)
+
+
+# ------------------------------------------------------------------ likelihoods
+def _factor_probs(out: np.ndarray, kind: str, eps: float) -> np.ndarray:
+    """Head outputs ``[n, H, O]`` (activated) as factor probabilities ``[n, H, F, V]``
+    with the lapse mixed in: categorical one factor of C values, multilabel C binary factors."""
+    if kind == "categorical":
+        C = out.shape[-1]
+        return ((1 - eps) * out + eps / C)[:, :, None, :]
+    p = (1 - eps) * out + eps / 2
+    return np.stack([1 - p, p], axis=-1)
+
+
+def _answer_codes(y: np.ndarray, kind: str) -> np.ndarray:
+    """Labels as factor values ``[n, F]``."""
+    y = np.asarray(y)
+    if kind == "categorical":
+        return y.astype(np.int64).reshape(-1, 1)
+    return (y > 0.5).astype(np.int64).reshape(len(y), -1)
+
+
+def _loglik_classes(P: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``[H]`` log-likelihood of answers ``codes [n, F]`` under factor probs ``P [n, H, F, V]``."""
+    if len(codes) == 0:
+        return np.zeros(P.shape[1])
+    g = np.take_along_axis(P, codes[:, None, :, None].repeat(P.shape[1], axis=1), axis=3)[..., 0]  # [n, H, F]
+    return np.log(g).sum(axis=(0, 2))
+
+
+def _loglik_dims(F: np.ndarray, y_unit: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``[H]`` Gaussian log-likelihood of unit-scale answers ``[n, D]`` under head values ``F [n, H, D]``."""
+    if len(y_unit) == 0:
+        return np.zeros(F.shape[1])
+    z = (y_unit[:, None, :] - F) / sigma
+    return (-0.5 * z**2 - np.log(sigma)).sum(axis=(0, 2))
+
+
+def _unit(model, y: np.ndarray) -> np.ndarray:
+    from perser.methods.nets import to_unit
+
+    return to_unit(np.asarray(y, dtype=np.float64), model.space_.scale).reshape(len(y), -1)
+
+
+def _logmeanexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = a.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(a - m).mean(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def fit_noise(model, train, max_listeners: int = 400) -> np.ndarray:
+    """The likelihood's noise that best explains each seen listener of ``train`` (a
+    :class:`~perser.methods.base.RatingSet`) by the mixture of the *other* listeners'
+    heads (leave-own-head-out marginal likelihood, maximised on :data:`EPS_GRID` or,
+    per dimension, :data:`SIGMA_GRID`)."""
+    kind = model.space_.kind
+    out = model.head_outputs(train.X, activated=True).numpy().astype(np.float64)  # [n_clips, H, O]
+    names = list(model.head_annotators_)
+    index = {a: i for i, a in enumerate(names)}
+    anns = sorted(set(train.annotator_ids.tolist()))[: int(max_listeners)]
+    groups = []
+    for a in anns:
+        m = train.annotator_ids == a
+        keep = np.ones(len(names), dtype=bool)
+        if a in index:
+            keep[index[a]] = False
+        if keep.sum() == 0:
+            continue
+        groups.append((train.clip_index[m], train.y[m], keep))
+    if not groups:
+        raise PerserError("fit_noise: no seen listener to fit the noise on")
+    if kind == "dimensional":
+        D = out.shape[-1]
+        best = np.empty(D)
+        for d in range(D):
+            totals = []
+            for s in SIGMA_GRID:
+                sig = np.array([s])
+                totals.append(sum(float(_logmeanexp(_loglik_dims(out[rows][:, :, d:d + 1], _unit(model, y)[:, d:d + 1], sig)[keep]))
+                                  for rows, y, keep in groups))
+            best[d] = SIGMA_GRID[int(np.argmax(totals))]
+        return best
+    totals = []
+    for e in EPS_GRID:
+        P = _factor_probs(out, kind, e)
+        totals.append(sum(float(_logmeanexp(_loglik_classes(P[rows], _answer_codes(y, kind))[keep]))
+                          for rows, y, keep in groups))
+    return np.array([EPS_GRID[int(np.argmax(totals))]])
+
+
+def representativeness(X: np.ndarray) -> np.ndarray:
+    """Mean Gaussian-kernel similarity of each clip to the pool (standardised features,
+    bandwidth the median pairwise distance), scaled to a maximum of 1."""
+    V = pool_vectors(X)
+    sd = V.std(axis=0)
+    V = (V - V.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if len(V) > 2000:  # a fixed subsample of reference clips keeps this O(n)
+        ref = V[np.random.default_rng(0).choice(len(V), 2000, replace=False)]
+    else:
+        ref = V
+    d2 = np.maximum((V**2).sum(1)[:, None] + (ref**2).sum(1)[None, :] - 2 * V @ ref.T, 0)
+    h2 = float(np.median(d2)) or 1.0
+    dens = np.exp(-d2 / h2).mean(axis=1)
+    return dens / dens.max()
+
+
+# ----------------------------------------------------------------- head posterior
+class HeadSession(Session):
+    """The head-posterior selection on one pool (head outputs computed once)."""
+
+    unit = "nats of expected information"
+
+    def __init__(self, strategy: ActiveStrategy, X_pool: np.ndarray) -> None:
+        super().__init__(strategy, X_pool)
+        m = strategy.model_
+        self.model = m
+        self.kind = m.space_.kind
+        self.criterion = strategy.criterion_
+        self.noise = strategy.noise_
+        out = m.head_outputs(self.X, activated=True).numpy().astype(np.float64)  # [N, H, O]
+        self.F = out if self.kind == "dimensional" else _factor_probs(out, self.kind, float(self.noise[0]))
+        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        rng = np.random.default_rng([int(strategy.seed), 3])
+        nt = min(int(strategy.n_target), self.n)
+        self.targets = np.sort(rng.choice(self.n, nt, replace=False)) if nt < self.n else np.arange(self.n)
+
+    @property
+    def heads(self) -> list[str]:
+        return list(self.model.head_annotators_)
+
+    def _loglik(self, F: np.ndarray, y: np.ndarray) -> np.ndarray:
+        if self.kind == "dimensional":
+            return _loglik_dims(F, _unit(self.model, y), self.noise)
+        return _loglik_classes(F, _answer_codes(y, self.kind))
+
+    def log_posterior(self, rated=None, y=None, X_rated=None, y_rated=None) -> np.ndarray:
+        """Unnormalised log posterior ``[H]`` over the seen heads given the answers."""
+        lw = np.zeros(self.F.shape[1])
+        if rated is not None and len(rated):
+            lw += self._loglik(self.F[np.asarray(rated, dtype=np.int64)], np.asarray(y))
+        if X_rated is not None and len(X_rated):
+            out = self.model.head_outputs(np.asarray(X_rated, dtype=np.float32), activated=True).numpy().astype(np.float64)
+            F = out if self.kind == "dimensional" else _factor_probs(out, self.kind, float(self.noise[0]))
+            lw += self._loglik(F, np.asarray(y_rated))
+        return lw
+
+    def posterior(self, rated=None, y=None, X_rated=None, y_rated=None) -> np.ndarray:
+        """Posterior probabilities ``[H]`` of the seen heads (order of :attr:`heads`)."""
+        lw = self.log_posterior(rated, y, X_rated, y_rated)
+        w = np.exp(lw - lw.max())
+        return w / w.sum()
+
+    def gains(self, w: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Expected information of asking each candidate row, under head weights ``w``."""
+        F = self.F
+        if self.kind == "dimensional":
+            s2 = self.noise**2
+            m = np.einsum("h,nhd->nd", w, F)
+            if self.criterion == "head":
+                var = np.einsum("h,nhd->nd", w, (F[cand] - m[cand, None, :]) ** 2)
+                return 0.5 * np.log1p(var / s2).sum(axis=1)
+            G = (F - m[:, None, :]) * np.sqrt(w)[None, :, None]  # [N, H, D]
+            var = (G**2).sum(axis=1)  # [N, D]
+            T = self.targets
+            cov = np.einsum("ihd,thd->itd", G[cand], G[T])  # [n_cand, T, D]
+            rho2 = cov**2 / ((var[cand, None, :] + s2) * (var[None, T, :] + s2))
+            return (-0.5 * np.log1p(-np.minimum(rho2, 1 - 1e-12))).sum(axis=2).mean(axis=1)
+        Pc = F[cand]  # [n, H, F, V]
+        q = np.einsum("h,nhfv->nfv", w, Pc)
+        ent_q = -(q * np.log(q)).sum(axis=(1, 2))
+        if self.criterion == "head":
+            ent_h = -(Pc * np.log(Pc)).sum(axis=3).sum(axis=2)  # [n, H]
+            return ent_q - ent_h @ w
+        PT = F[self.targets]  # [T, H, F, V]
+        qt = np.einsum("h,thfv->tfv", w, PT)
+        ent_t = -(qt * np.log(qt)).sum(axis=2)  # [T, F]
+        nF, V = Pc.shape[2], Pc.shape[3]
+        total = np.zeros(len(cand))
+        for f in range(nF):
+            A = (Pc[:, :, f, :] * w[None, :, None]).transpose(0, 2, 1).reshape(len(cand) * V, -1)  # [n*V, H]
+            B = PT[:, :, f, :].transpose(1, 0, 2).reshape(PT.shape[1], -1)  # [H, T*V]
+            J = (A @ B).reshape(len(cand), V, len(self.targets), V)
+            jl = (J * np.log(np.maximum(J, 1e-300))).sum(axis=(1, 3))  # [n, T]
+            ent_c = -(q[:, f, :] * np.log(q[:, f, :])).sum(axis=1)  # [n]
+            total += (ent_c[:, None] + ent_t[None, :, f] + jl).mean(axis=1)
+        return total
+
+    def _believed_answer(self, w: np.ndarray, i: int) -> np.ndarray:
+        if self.kind == "dimensional":
+            from perser.methods.nets import from_unit
+
+            return from_unit(np.einsum("h,hd->d", w, self.F[i]), self.model.space_.scale)[None, :]
+        q = np.einsum("h,hfv->fv", w, self.F[i])
+        v = q.argmax(axis=1)
+        return v[:1] if self.kind == "categorical" else v[None, :].astype(np.float32)
+
+    def _select(self, n, rated, y, X_rated, y_rated, banned) -> Selection:
+        lw = self.log_posterior(rated, y, X_rated, y_rated)
+        out, gains = [], []
+        banned = banned.copy()
+        for _ in range(n):
+            w = np.exp(lw - lw.max())
+            w /= w.sum()
+            cand = np.flatnonzero(~banned)
+            g = self.gains(w, cand)
+            score = g * self.dens[cand] if self.dens is not None else g
+            j = int(np.argmax(score))
+            i = int(cand[j])
+            out.append(i)
+            gains.append(float(g[j]))
+            banned[i] = True
+            if len(out) < n:  # batch: condition on the most probable answer
+                lw = lw + self._loglik(self.F[[i]], self._believed_answer(w, i))
+        return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
+                         {"unit": self.unit, "criterion": self.criterion})
+
+
+# ------------------------------------------------------------------ model change
+class _ModelChangeSession(Session):
+    unit = "nats of expected information about the adapted head"
+
+    def __init__(self, strategy: ActiveStrategy, X_pool: np.ndarray) -> None:
+        super().__init__(strategy, X_pool)
+        self.model = strategy.model_
+        self.Z = self._z(self.X)
+        self.lam = float((self.Z**2).sum(1).mean()) / self.Z.shape[1]
+        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+
+    def _z(self, X: np.ndarray) -> np.ndarray:
+        z = self.model.embed(np.asarray(X, dtype=np.float32)).numpy().astype(np.float64)
+        return np.concatenate([z, np.ones((len(z), 1))], axis=1)
+
+    def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
+        m = self.model
+        if not m.space_.is_class:
+            return np.ones(self.n)
+        Xs = [self.X[rated]] if len(rated) else []
+        ys = [np.asarray(y)] if len(rated) else []
+        if X_rated is not None and len(X_rated):
+            Xs.append(np.asarray(X_rated, dtype=np.float32))
+            ys.append(np.asarray(y_rated))
+        prof = m.enroll(np.concatenate(Xs), np.concatenate(ys)) if Xs else None
+        p = np.asarray(m.predict(prof, self.X).proba, dtype=np.float64)
+        if m.space_.kind == "categorical":
+            return 1 - (p**2).sum(1)
+        return (p * (1 - p)).sum(1)
+
+    def _select(self, n, rated, y, X_rated, y_rated, banned) -> Selection:
+        u = self._uncertainty(rated, y, X_rated, y_rated)
+        A = self.lam * np.eye(self.Z.shape[1])
+        if len(rated):
+            Zr = self.Z[rated]
+            A += Zr.T @ (Zr * u[rated, None])
+        if X_rated is not None and len(X_rated):
+            Zx = self._z(X_rated)
+            A += Zx.T @ Zx  # outside the pool: no uncertainty estimate, full weight
+        out, gains = [], []
+        banned = banned.copy()
+        for _ in range(n):
+            cand = np.flatnonzero(~banned)
+            Zc = self.Z[cand]
+            q = np.einsum("nd,nd->n", Zc, np.linalg.solve(A, Zc.T).T)
+            g = 0.5 * np.log1p(u[cand] * q)
+            score = g * self.dens[cand] if self.dens is not None else g
+            j = int(np.argmax(score))
+            i = int(cand[j])
+            out.append(i)
+            gains.append(float(g[j]))
+            banned[i] = True
+            A += u[i] * np.outer(self.Z[i], self.Z[i])
+        return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
+                         {"unit": self.unit, "criterion": "model-change"})
