@@ -199,9 +199,15 @@ def train_command(
     fmt: Optional[str] = typer.Option(None, "--format", help="Corpus format [default: detected]."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store [default: $PERSER_CACHE or ~/.cache/perser/features]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder; rerun the same command to resume."),
+    new_listeners: Optional[bool] = typer.Option(None, "--new-listeners/--seen-only", help="Also train on the listeners annotators.csv marks as new (column 'new') [default: seen only]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
-    """Train a personalization method on the seen annotators of a corpus (runs under torchrun too)."""
+    """Train a personalization method on the seen annotators of a corpus (runs under torchrun too).
+
+    Listeners that ``annotators.csv`` marks as new (a true ``new`` column, as in the
+    demo corpus) are left out unless ``--new-listeners`` (or ``new_listeners: true``)
+    asks for them: they are the ones to enroll, and a model trained on them would
+    hold their own heads."""
     import numpy as np
     from rich.console import Console
 
@@ -250,7 +256,18 @@ def train_command(
         lost = [c for c in clips.index if c not in have]
         log.add("clips without features left out", lost[0], n=len(lost))
     log.emit()
-    rs = RatingSet.from_corpus(corpus, X, sp, clip_ids=ids, clips=keep)
+    if new_listeners is None:
+        new_listeners = bool(cfg.get("new_listeners", False))
+    listeners = None
+    ann = corpus.annotators
+    if not new_listeners and ann is not None and "new" in ann.columns:
+        is_new = ann["new"].astype(str).str.lower().isin(["true", "1", "yes"])
+        if is_new.any():
+            listeners = [str(a) for a in ann.index[~is_new]]
+            if main:
+                err.print(f"left out {int(is_new.sum())} listeners annotators.csv marks as new "
+                          "(--new-listeners trains on them too)", highlight=False)
+    rs = RatingSet.from_corpus(corpus, X, sp, clip_ids=ids, clips=keep, annotators=listeners)
     if len(rs) == 0:
         raise ConfigError(f"no ratings in space {sp.name!r} for the chosen clips")
     model.feature_spec = {**fspec, "shape": list(X.shape[1:])}
