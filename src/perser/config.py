@@ -104,6 +104,9 @@ class ExperimentConfig(BaseModel):
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
     common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
+    train_splits: list[str] | None = Field(None, description="cross-corpus: train only on the training corpus's "
+                                                             "clips of these official splits (clips.split, e.g. "
+                                                             "[train] for MSP-Podcast; never its test sets)")
     # ---- scoring and output
     pool_folds: bool = True
     threshold: float | None = Field(None, gt=0, lt=1, description="multilabel decision threshold (default: each "

@@ -67,6 +67,14 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     assert tr["arousal"].between(1, 5).all()
     assert (run.folder / "report.html").is_file()
     assert all(s.fold in {"0", "1", "2"} for s in run.plan)  # IEMOCAP sessions as folds
+    # MSP-Podcast's Train partition only: no clip of Development or the test sets trains
+    from perser.testing.corpora import load_quietly
+
+    pclips = load_quietly(pod).clips
+    train_ids = {c.split("/", 1)[-1] for c in run.data.clips.index[run.data.clips["origin"] == "train"]}
+    assert train_ids and set(pclips.loc[pclips.index.isin(train_ids), "split"]) == {"train"}
+    assert (pclips["split"] != "train").any()
+    assert any("split(s) ['train']" in n for n in run.data.notes)
     _check_paper_outputs(run)
 
 

@@ -215,6 +215,8 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
                 and tr_space.classes != target.classes:
             notes.append(f"training classes {list(tr_space.classes)} used as evaluation classes {list(target.classes)}")
         c1, r1 = _table(train, tr_space, target, cfg.train_mapping, log, "train_mapping", "train", tp)
+        if cfg.train_splits is not None:
+            c1, r1 = _keep_splits(c1, r1, cfg.train_splits, train.name, notes)
         c2, r2 = _table(ev, ev_space, target, cfg.mapping, log, "mapping", "eval", ep)
         clips = pd.concat([c1, c2])
         ratings = pd.concat([r1, r2], ignore_index=True)
@@ -254,6 +256,21 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
     notes.extend(log.messages())
     return EvalData(space=target, clips=clips, ratings=ratings.reset_index(drop=True), X=X, clip_ids=ids,
                     annotators=annotators, cross_corpus=cross, notes=notes)
+
+
+def _keep_splits(clips: pd.DataFrame, ratings: pd.DataFrame, splits: list[str], name: str, notes: list[str]):
+    """The training corpus's clips (and their ratings) of the official ``splits`` only."""
+    if "split" not in clips.columns:
+        raise ConfigError(f"train_splits: corpus {name!r} has no official split (clips.split); drop train_splits")
+    have = sorted(set(clips["split"].dropna().astype(str)))
+    unknown = [s for s in splits if s not in have]
+    if unknown:
+        raise ConfigError(f"train_splits: corpus {name!r} has no split {unknown}; its splits are {have}")
+    keep = clips["split"].astype(str).isin(splits)
+    notes.append(f"trained on the {int(keep.sum())} clips of {name!r} in split(s) {splits} "
+                 f"({int((~keep).sum())} clips of other splits left out)")
+    clips = clips.loc[keep]
+    return clips, ratings[ratings["clip_id"].isin(set(clips.index))]
 
 
 def _prefixes(train: Corpus, ev: Corpus) -> tuple[str, str]:
