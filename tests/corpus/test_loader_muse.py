@@ -9,7 +9,7 @@ from perser.corpus import load_corpus
 from perser.corpus.formats import detect_format
 from perser.errors import CorpusError
 from perser.testing.corpora import assert_same_ratings, load_quietly
-from perser.testing.muse import write_muse
+from perser.testing.corpora import write_muse
 
 
 @pytest.mark.parametrize("style", ["python", "semicolon"])

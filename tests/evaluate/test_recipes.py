@@ -15,14 +15,13 @@ TINY_NEURAL = {"hidden": [16], "epochs": 2, "patience": 1}
 
 def _tiny(cfg_methods, recipe_params=None):
     """Tiny sizes over the recipe's own method parameters (architecture, score, ... kept)."""
-    from perser.evaluate.runner import accepted_params
     from perser.methods import get_method
 
     out = {}
     for m in cfg_methods:
         p = {**TINY_NEURAL, "steps": 2, "meta_epochs": 1, "iters_per_epoch": 2, "first_order_epochs": 1,
              "msl_epochs": 1, "n_inner_steps": 1, "k_support": 2, "k_query": 2, "min_ratings": 2}
-        sig = accepted_params(get_method(m))
+        sig = get_method(m).param_names()
         out[m] = {**(recipe_params or {}).get(m, {}), **{k: v for k, v in p.items() if k in sig}}
     return out
 
@@ -149,7 +148,7 @@ def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
 
 def test_tavernor_muse_recipe(tmp_path, monkeypatch):
     from perser.testing.corpora import write_msp_podcast
-    from perser.testing.muse import write_muse
+    from perser.testing.corpora import write_muse
 
     pod, muse = tmp_path / "podcast", tmp_path / "muse"
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
@@ -167,7 +166,7 @@ def test_tavernor_muse_recipe(tmp_path, monkeypatch):
 def test_tavernor_muse_recipe_without_annotator_file_names_it(tmp_path, monkeypatch):
     from perser.errors import CorpusError
     from perser.testing.corpora import write_msp_podcast
-    from perser.testing.muse import write_muse
+    from perser.testing.corpora import write_muse
 
     pod, muse = tmp_path / "podcast", tmp_path / "muse"
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)

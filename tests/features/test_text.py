@@ -13,7 +13,7 @@ from perser.errors import FeatureError  # noqa: E402
 from perser.features import extract  # noqa: E402
 from perser.features.text import combine, read_transcripts  # noqa: E402
 from perser.testing.corpora import load_quietly  # noqa: E402
-from perser.testing.muse import write_muse  # noqa: E402
+from perser.testing.corpora import write_muse  # noqa: E402
 
 WORDS = ["sentence", "spoken", "by", "speaker", "excuse", "me", "."] + [str(i) for i in range(60)] + \
         [f"{i:02d}" for i in range(60)]

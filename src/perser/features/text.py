@@ -106,10 +106,11 @@ class TextEncoder:
                       if p.is_file() and p.suffix in (".json", ".txt", ".safetensors", ".bin", ".model"))
 
     def settings(self, digests: dict[str, str]) -> dict:
-        from perser.features.base import FORMAT_VERSION, library_versions
+        from perser._io import package_versions
+        from perser.features.base import FORMAT_VERSION
 
         return {"format": FORMAT_VERSION, "extractor": "text", "files": digests, "pooling": self.pooling,
-                "max_length": self.max_length, **library_versions("torch", "transformers", "tokenizers")}
+                "max_length": self.max_length, **package_versions("torch", "transformers", "tokenizers")}
 
     def _load(self):
         if self._model is not None:

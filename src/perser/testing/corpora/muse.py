@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perser.testing.corpora import Fixture, _tone, _write_wav
+from perser.testing.corpora._sim import Fixture, _tone, _write_wav
 
 SURVEY = "Emotion data from crowdsourcing (C is when annotators had access to all previous sentences).csv"
 SURVEY_COLUMNS = ["Sentence_name", "Duration", "Gender", "Type", "Ques_Type", "Activation_Mean", "Activation_SD",
