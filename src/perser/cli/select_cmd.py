@@ -52,10 +52,10 @@ def select_command(
     import pandas as pd
 
     from perser.cli._common import parse_key_value
+    from perser.methods.inputs import clip_features, read_ratings
     from perser.enroll import make_strategy
     from perser.errors import ConfigError
     from perser.methods import load_model
-    from perser.methods.inputs import clip_features, read_ratings
 
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
@@ -63,11 +63,7 @@ def select_command(
     strat = make_strategy(strategy, seed=seed, **params)
     model = load_model(model_dir)
     items, col = _read_pool(pool)
-
-    def feats(ids, paths):
-        return clip_features(model, ids, paths, features=features, corpus=corpus, cache_dir=cache)
-
-    X_pool = feats(items if col == "clip_id" else None, items if col == "path" else None)
+    X_pool = clip_features(model, items, features=features, corpus=corpus, cache_dir=cache)
     rated_idx, y_in, X_out, y_out = [], None, None, None
     if ratings is not None:
         r = read_ratings(ratings, model.space_)
@@ -77,9 +73,10 @@ def select_command(
         rated_idx = [pos[c] for c in np.asarray(r_items, dtype=object)[inside]]
         y_in = y[inside]
         if (~inside).any():
-            out_idx = np.flatnonzero(~inside)
-            X_out = feats(None if r.clip_ids is None else [r.clip_ids[i] for i in out_idx],
-                          None if r.paths is None else [r.paths[i] for i in out_idx])
+            out = ~inside
+            ids_out = None if r.clip_ids is None else [c for c, o in zip(r.clip_ids, out) if o]
+            paths_out = None if r.paths is None else [p for p, o in zip(r.paths, out) if o]
+            X_out = clip_features(model, ids_out, paths_out, features=features, corpus=corpus, cache_dir=cache)
             y_out = y[~inside]
     strat.fit(model)
     sel = strat.select(X_pool, n=k, rated=rated_idx, y=y_in, X_rated=X_out, y_rated=y_out)

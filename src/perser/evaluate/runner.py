@@ -141,8 +141,8 @@ def run_plan(
         raise ConfigError("no method can run on this label space")
     for name in names:  # a misspelt hyper-parameter fails now, not after the other methods' fits
         _instantiate(name, methods[name], plan[0].seed if plan else 0)
-    run = _Run(data, methods, names, threshold, share_fits, enroll_threads,
-               _Bar(progress, _n_steps(plan, names, strategies)), strategies)
+    run = _Run(data, methods, names, threshold, share_fits, strategies,
+               _Bar(progress, _n_steps(plan, names, strategies)))
     with run.bar:
         for split in plan:
             train = None
@@ -158,7 +158,7 @@ def run_plan(
 
 
 def _n_steps(plan: list[Split], names: list[str], strategies) -> int:
-    """Progress steps of a run: one per fit (per distinct fit key) and per (listener, K) enrollment."""
+    """Progress steps of a run: one per fit (per distinct fit key) and per (listener, K, strategy) enrollment."""
     total = 0
     fit_keys = set()
     for s in plan:
@@ -204,7 +204,7 @@ class _Run:
     """The state of one :func:`run_plan` call: fitted methods, timings, blocks and warnings."""
 
     def __init__(self, data: EvalData, methods: dict[str, dict], names: list[str], threshold: float | None,
-                 share_fits: bool, enroll_threads: int | None, bar: _Bar, strategies) -> None:
+                 share_fits: bool, strategies, bar: _Bar) -> None:
         self.data, self.methods, self.threshold, self.share_fits, self.bar = data, methods, threshold, share_fits, bar
         self.strategies = strategies
         self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0,
@@ -248,7 +248,8 @@ class _Run:
 
     # ------------------------------------------------------------- predict
     def predict_split(self, name: str, s: Split) -> None:
-        """Enroll every listener of split ``s`` at each of their K and predict their test clips."""
+        """Enroll every listener of split ``s`` at each of their K (and with each enrollment
+        strategy) and predict their test clips."""
         m = self.fitted[(name, s.fit_key)]
         data = self.data
         shared_pred = None  # a method that ignores the profile predicts the fold once

@@ -8,7 +8,8 @@ protocol, the CLI and the service see only this interface.
 Targets (``y``) are encoded by :meth:`perser.corpus.LabelSpace.encode`:
 ``int64 [n]`` class indices (categorical), ``float32 [n, C]`` 0/1 indicators
 (multilabel), ``float32 [n, D]`` values on the native scale (dimensional).
-Features ``X`` are ``float32 [n, d]`` vectors or ``[n, layers, dim]`` SSL arrays.
+Features ``X`` are ``float32 [n, d]`` vectors or ``[n, layers, dim]`` SSL arrays
+(``float16`` kept where the store holds it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from perser._io import json_default
-from perser._io import json_default as _json_default  # noqa: F401  (still imported from here by serve/app.py, meta.py, neural.py)
+from perser._io import json_default as _json_default  # noqa: F401  (serve/app.py, training.py, neural.py import it from here)
 from perser.corpus.model import Corpus, LabelSpace
 from perser.errors import ConfigError, CorpusError, PerserError
 
@@ -45,7 +46,8 @@ class RatingSet:
     space: LabelSpace
 
     def __post_init__(self) -> None:
-        self.X = np.asarray(self.X, dtype=np.float32)
+        if not (isinstance(self.X, np.ndarray) and self.X.dtype in (np.float16, np.float32)):
+            self.X = np.asarray(self.X, dtype=np.float32)  # float16/float32 arrays (memory-mapped ones too) kept as stored
         self.clip_ids = np.asarray(self.clip_ids, dtype=object)
         self.clip_index = np.asarray(self.clip_index, dtype=np.int64)
         self.annotator_ids = np.asarray(self.annotator_ids, dtype=object)

@@ -114,14 +114,15 @@ def clip_features(
 
     Clip ids are looked up in the feature file ``features`` (``.npz``/``.parquet``/``.csv``,
     see :meth:`perser.features.Features.load`) or in ``corpus`` (their audio featurised with
-    the model's feature spec). Without either, the clips' ``paths`` are featurised; where
-    there are no paths, the clip ids must themselves be audio files.
+    the model's feature spec); clips without ids are looked up by their paths. Without
+    either, the clips' ``paths`` are featurised; where there are no paths, the clip ids
+    must themselves be audio files.
     """
     from perser.features import Features
 
+    if (features is not None or corpus is not None) and clip_ids is None:
+        clip_ids = paths
     if features is not None:
-        if clip_ids is None:
-            raise ConfigError(f"{features}: a feature file is looked up by clip id; these clips have none")
         feats = Features.load(features)
         pos = {c: i for i, c in enumerate(feats.clip_ids.tolist())}
         missing = [c for c in clip_ids if c not in pos]
@@ -130,8 +131,6 @@ def clip_features(
                                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         return feats.X[np.array([pos[c] for c in clip_ids], dtype=np.int64)]
     if corpus is not None:
-        if clip_ids is None:
-            raise ConfigError(f"corpus {corpus}: clips are looked up by clip id; these clips have none")
         from perser.corpus import load_corpus
 
         c = load_corpus(corpus)
