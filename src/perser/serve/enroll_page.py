@@ -1,0 +1,357 @@
+"""Enrolling a listener by asking them the most telling clips, over HTTP and in a web page.
+
+A *pool* of clips (a corpus folder or a CSV of audio files, see :class:`EnrollmentPool`)
+is registered with the served model. :class:`EnrollPage` keeps each listener's answers
+(one JSON file per listener beside the profile store), chooses the next clips with an
+enrollment strategy (:mod:`perser.enroll`; ``active`` by default), and re-enrolls the
+listener after every answer through the service's own ``enroll`` (so the stored profile
+is always the one of all the answers so far). :func:`enroll_router` exposes it:
+
+``GET /``
+    The enrollment page (plain HTML and JavaScript shipped in the package).
+``GET /listeners/{id}/next?n=N``
+    The next ``N`` clips to ask (``clip_id``, expected ``gain``, ``audio`` URL), given
+    the listener's answers so far; ``{"clips": []}`` when the pool is exhausted.
+``POST /listeners/{id}/answers``
+    ``{"clip_id": "c1", "label": "happy"}`` (or ``"values": {"arousal": 4, ...}``):
+    stores the answer, re-enrolls, and answers the listener's state (below).
+``GET /listeners/{id}/enrollment``
+    The state: the answers, and -- for methods with seen-listener heads -- the seen
+    listeners they are closest to with the posterior probability of each (how sure the
+    model is), under the likelihood of :mod:`perser.enroll.active`.
+``POST /listeners/{id}/compare``
+    ``{"clip_id": "c7"}`` or ``{"audio": BASE64}``: the listener's personal prediction
+    next to the consensus one (the model's prediction for no particular listener).
+``GET /pool/{clip_id}/audio``
+    A pool clip's audio file.
+
+The listener id is the key the page is opened with (``/?listener=ID``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Optional, Union
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from perser.errors import ConfigError, FeatureError, PerserError
+
+STATIC = Path(__file__).with_name("static")
+#: files the page serves from :data:`STATIC`
+PAGE_FILES = {"enroll.html": "text/html", "enroll.js": "text/javascript", "enroll.css": "text/css"}
+
+
+class UnknownListener(PerserError, KeyError):
+    """No answers stored for this listener."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# ----------------------------------------------------------------------- pool
+class EnrollmentPool:
+    """The clips a listener may be asked: ids, the model's features, audio files.
+
+    Build it with :meth:`from_source`: a corpus folder (its clips and their audio) or a
+    CSV with a ``path`` column of audio files (and optionally ``clip_id``; paths are
+    relative to the CSV). Features are the model's (extracted with its feature spec
+    and cached in the feature store), or read from a features file (``features``,
+    rows matched by clip id) for models trained on precomputed features.
+    """
+
+    def __init__(self, ids: list[str], X: np.ndarray, paths: list[Optional[str]]):
+        if len(ids) != len(X) or len(ids) != len(paths):
+            raise PerserError("EnrollmentPool: ids, features and paths differ in length")
+        if len(set(ids)) != len(ids):
+            raise ConfigError("enrollment pool: a clip id occurs twice")
+        if not len(ids):
+            raise ConfigError("enrollment pool: no clips")
+        self.ids = [str(i) for i in ids]
+        self.X = np.asarray(X, dtype=np.float32)
+        self.paths = paths
+        self.pos = {c: i for i, c in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, clip_id: str) -> int:
+        try:
+            return self.pos[str(clip_id)]
+        except KeyError:
+            raise ConfigError(f"clip {clip_id!r} is not in the enrollment pool") from None
+
+    @classmethod
+    def from_source(cls, source: str | Path, model, cache_dir=None, features: str | Path | None = None) -> "EnrollmentPool":
+        source = Path(source)
+        if source.is_dir():
+            from perser.corpus import load_corpus
+
+            corpus = load_corpus(source)
+            ids = [str(c) for c in corpus.clips.index]
+            paths = [str(p) for p in corpus.clips["path"]]
+        elif source.is_file():
+            from perser.corpus.table import read_csv
+
+            df = read_csv(source, dtype=str, keep_default_na=False)
+            if "path" not in df.columns:
+                raise ConfigError(f"{source}: an enrollment pool CSV needs a 'path' column of audio files "
+                                  f"(has {list(df.columns)})")
+            paths = [str((source.parent / p).resolve()) if not Path(p).is_absolute() else p for p in df["path"]]
+            ids = df["clip_id"].tolist() if "clip_id" in df.columns else [Path(p).stem for p in df["path"]]
+        else:
+            raise ConfigError(f"enrollment pool {source}: no such corpus folder or CSV file")
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"enrollment pool {source}: audio file {missing[0]!r} does not exist"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        if features is not None:
+            from perser.cli.method_cmd import load_feature_file
+
+            X_all, f_ids, _ = load_feature_file(features)
+            pos = {str(c): i for i, c in enumerate(f_ids.tolist())}
+            gone = [c for c in ids if c not in pos]
+            if gone:
+                raise FeatureError(f"{features}: no features for pool clip {gone[0]!r}")
+            X = X_all[[pos[c] for c in ids]]
+        else:
+            fspec = getattr(model, "feature_spec", None) or {}
+            spec = fspec.get("spec")
+            if not spec or str(spec).startswith("file:"):
+                raise ConfigError("the model was trained on precomputed features of unknown origin: give the pool's "
+                                  "features file too")
+            from perser.features import extract
+
+            feats = extract(paths, spec, cache_dir=cache_dir, shard=(0, 1), progress=False,
+                            **(fspec.get("settings") or {}))
+            if feats.failures:
+                p, why = next(iter(feats.failures.items()))
+                raise FeatureError(f"enrollment pool: no features for {p}: {why}")
+            X = feats.select(paths)
+        return cls(ids, X, paths)
+
+
+# ----------------------------------------------------------------------- page
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clip_id: str = Field(..., description="The pool clip answered.")
+    label: Optional[Union[str, list[str]]] = Field(None, description="Categorical: one class; multilabel: a list.")
+    values: Optional[dict[str, float]] = Field(None, description="Dimensional: a value per dimension.")
+
+
+class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clip_id: Optional[str] = Field(None, description="A pool clip.")
+    audio: Optional[str] = Field(None, description="Base64 of an audio file.")
+
+
+class EnrollPage:
+    """Answers, next clips and re-enrollment of listeners enrolling from ``pool``.
+
+    Parameters
+    ----------
+    service:
+        The :class:`perser.serve.Service` of the model (its ``enroll`` and ``predict``).
+    pool:
+        The :class:`EnrollmentPool`.
+    answers_dir:
+        Folder of the listeners' answers (one JSON file per listener).
+    strategy:
+        Enrollment strategy spec (``"active"``, ``"random"``, ``"diverse"``, or with
+        parameters, ``"active:criterion=head"``).
+    target_k:
+        How many answers the page asks for before offering the comparison.
+    """
+
+    def __init__(self, service, pool: EnrollmentPool, answers_dir: str | Path, strategy: str = "active",
+                 target_k: int = 10, seed: int = 0):
+        from perser.enroll import make_strategy
+        from perser.enroll.active import ActiveStrategy, has_heads
+
+        self.service = service
+        self.model = service.model
+        self.space = self.model.space_
+        self.pool = pool
+        self.answers_dir = Path(answers_dir)
+        self.answers_dir.mkdir(parents=True, exist_ok=True)
+        self.target_k = int(target_k)
+        self.strategy = make_strategy(strategy, seed=seed).fit(self.model)
+        self.session = self.strategy.session(pool.X)
+        self.heads = ActiveStrategy(criterion="head").fit(self.model).session(pool.X) if has_heads(self.model) else None
+        self._lock = threading.Lock()
+
+    # answers ---------------------------------------------------------------
+    def _file(self, listener: str) -> Path:
+        from perser.serve.store import check_annotator_id
+
+        return self.answers_dir / (quote(check_annotator_id(listener), safe="") + ".json")
+
+    def answers(self, listener: str) -> list[dict]:
+        f = self._file(listener)
+        if not f.is_file():
+            return []
+        return json.loads(f.read_text(encoding="utf-8"))["answers"]
+
+    def _write(self, listener: str, answers: list[dict]) -> None:
+        f = self._file(listener)
+        tmp = f.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{f.name}")
+        tmp.write_text(json.dumps({"listener": listener, "answers": answers}, indent=1), encoding="utf-8")
+        os.replace(tmp, f)
+
+    def _encode(self, answers: list[dict]) -> np.ndarray:
+        from perser.corpus.model import MULTILABEL_SEP
+
+        sp = self.space
+        if sp.kind == "categorical":
+            df = pd.DataFrame({sp.name: [a["label"] for a in answers]}, dtype=object)
+        elif sp.kind == "multilabel":
+            df = pd.DataFrame({sp.name: [MULTILABEL_SEP.join(a["label"]) for a in answers]}, dtype=object)
+        else:
+            df = pd.DataFrame([[a["values"][d] for d in sp.dimensions] for a in answers], columns=list(sp.dimensions),
+                              dtype=np.float32)
+        return sp.encode(df)
+
+    def _rated(self, answers: list[dict]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        if not answers:
+            return np.zeros(0, dtype=np.int64), None
+        return np.array([self.pool.index(a["clip_id"]) for a in answers]), self._encode(answers)
+
+    # requests ---------------------------------------------------------------
+    def next(self, listener: str, n: int = 1) -> dict:
+        if not 1 <= int(n) <= 100:
+            raise ConfigError(f"n must be between 1 and 100, got {n}")
+        answers = self.answers(listener)
+        rated, y = self._rated(answers)
+        with self._lock:
+            sel = self.session.select(int(n), rated=rated, y=y)
+        clips = [{"clip_id": self.pool.ids[i], "gain": float(g) if np.isfinite(g) else None,
+                  "audio": f"/pool/{quote(self.pool.ids[i], safe='')}/audio"}
+                 for i, g in zip(sel.indices, sel.gains)]
+        return {"listener": listener, "answered": len(answers), "target": self.target_k,
+                "strategy": self.strategy.name, "unit": sel.details.get("unit"), "clips": clips}
+
+    def answer(self, listener: str, req: AnswerRequest) -> dict:
+        from perser.serve.app import EnrollRequest, RatedClip
+
+        i = self.pool.index(req.clip_id)
+        new = {"clip_id": self.pool.ids[i]}
+        if self.space.is_class:
+            if req.label is None or req.values is not None:
+                raise ConfigError(f"space {self.space.name!r} is {self.space.kind}: give 'label'")
+            new["label"] = req.label if self.space.kind == "categorical" else (
+                [req.label] if isinstance(req.label, str) else list(req.label))
+        else:
+            if req.values is None or req.label is not None:
+                raise ConfigError(f"space {self.space.name!r} is dimensional: give 'values'")
+            new["values"] = {k: float(v) for k, v in req.values.items()}
+        with self._lock:
+            answers = [a for a in self.answers(listener) if a["clip_id"] != new["clip_id"]] + [new]
+            ratings = [RatedClip(id=a["clip_id"], features=self.pool.X[self.pool.index(a["clip_id"])].tolist(),
+                                 **({"label": a["label"]} if "label" in a else {"values": a["values"]}))
+                       for a in answers]
+            # the service checks the label and stores the profile of all answers so far; then the answers
+            self.service.enroll(EnrollRequest(annotator=listener, ratings=ratings, overwrite=True))
+            self._write(listener, answers)
+        return self.state(listener)
+
+    def state(self, listener: str) -> dict:
+        answers = self.answers(listener)
+        if not answers:
+            raise UnknownListener(f"listener {listener!r} has not answered anything yet")
+        out: dict = {"listener": listener, "answered": len(answers), "target": self.target_k, "answers": answers,
+                     "method": self.model.name}
+        if self.heads is not None:
+            rated, y = self._rated(answers)
+            w = self.heads.posterior(rated, y)
+            top = np.argsort(-w, kind="stable")[:3]
+            names = self.heads.heads
+            out["closest"] = [{"annotator": names[h], "probability": float(w[h])} for h in top]
+            out["confidence"] = float(w[top[0]])
+        prof = self.service.profile(listener)
+        out["profile"] = prof.get("profile")
+        return out
+
+    def compare(self, listener: str, req: CompareRequest) -> dict:
+        from perser.serve.app import Clip, PredictRequest
+
+        if (req.clip_id is None) == (req.audio is None):
+            raise ConfigError("give exactly one of 'clip_id' and 'audio'")
+        if req.clip_id is not None:
+            clip = Clip(id=req.clip_id, features=self.pool.X[self.pool.index(req.clip_id)].tolist())
+        else:
+            clip = Clip(id="upload", audio=req.audio)
+        personal = self.service.predict(PredictRequest(annotator=listener, clips=[clip]))["predictions"][0]
+        consensus = self.service.predict(PredictRequest(clips=[clip]))["predictions"][0]
+        return {"listener": listener, "clip": clip.id, "personal": personal, "consensus": consensus}
+
+    def config(self) -> dict:
+        sp = self.space
+        return {"method": self.model.name, "space": sp.to_dict(), "pool": len(self.pool), "target": self.target_k,
+                "strategy": self.strategy.name, "heads": self.heads is not None, "clips": self.pool.ids[:500]}
+
+
+# --------------------------------------------------------------------- router
+def enroll_router(page: EnrollPage):
+    """A FastAPI router with the page and its endpoints (module docstring)."""
+    from fastapi import APIRouter
+    from fastapi.responses import FileResponse, HTMLResponse, Response
+
+    router = APIRouter()
+
+    def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "enroll.html").read_text(encoding="utf-8"))
+
+    def static(name: str) -> Response:
+        if name not in PAGE_FILES:
+            raise UnknownListener(f"no page file {name!r}")
+        return Response((STATIC / name).read_bytes(), media_type=PAGE_FILES[name])
+
+    def audio(clip_id: str) -> FileResponse:
+        p = page.pool.paths[page.pool.index(clip_id)]
+        if p is None:
+            raise ConfigError(f"clip {clip_id!r} has no audio file")
+        return FileResponse(p)
+
+    def next_clips(listener: str, n: int = 1) -> dict:
+        return page.next(listener, n)
+
+    def answer(listener: str, req: AnswerRequest) -> dict:
+        return page.answer(listener, req)
+
+    def state(listener: str) -> dict:
+        return page.state(listener)
+
+    def compare(listener: str, req: CompareRequest) -> dict:
+        return page.compare(listener, req)
+
+    router.add_api_route("/", index, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    router.add_api_route("/page/{name}", static, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/page-config", page.config, methods=["GET"])
+    router.add_api_route("/pool/{clip_id}/audio", audio, methods=["GET"])
+    router.add_api_route("/listeners/{listener}/next", next_clips, methods=["GET"])
+    router.add_api_route("/listeners/{listener}/answers", answer, methods=["POST"])
+    router.add_api_route("/listeners/{listener}/enrollment", state, methods=["GET"])
+    router.add_api_route("/listeners/{listener}/compare", compare, methods=["POST"])
+    return router
+
+
+def include_enroll_page(app, service, pool: EnrollmentPool, answers_dir: str | Path | None = None, **kwargs):
+    """Add the enrollment page and its endpoints to ``app`` (a :func:`perser.serve.create_app` app)."""
+    from fastapi.responses import JSONResponse
+
+    folder = Path(answers_dir) if answers_dir is not None else Path(service.store.root) / "answers"
+    page = EnrollPage(service, pool, folder, **kwargs)
+
+    async def not_found(request, exc):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    app.add_exception_handler(UnknownListener, not_found)
+    app.include_router(enroll_router(page))
+    app.state.enroll_page = page
+    return page
