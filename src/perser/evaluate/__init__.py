@@ -37,6 +37,7 @@ class EvaluationRun:
     summary: pd.DataFrame
     confusion: pd.DataFrame
     folder: Path | None = None
+    strategy_tests: pd.DataFrame | None = None  # enrollment strategies vs random (perser.enroll.compare)
 
     @property
     def blocks(self) -> list[Block]:
@@ -90,10 +91,18 @@ def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, con
                         seed=min(cfg.seeds))
     confusion = confusion_counts(out.blocks, data)
     run = EvaluationRun(cfg, data, plan, out, results, summary, confusion)
+    extra = {}
+    if strategies.others:
+        from perser.enroll.compare import strategy_tests
+
+        run.strategy_tests = strategy_tests(results, n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=min(cfg.seeds))
+        extra["strategies"] = ("Enrollment strategies against random enrollment (paired on the same listeners: "
+                               "gain = strategy at k - random at random_k, positive is better; Wilcoxon p)",
+                               run.strategy_tests)
     if write:
         run.folder = write_run(cfg.run_dir, cfg=cfg, data=data, plan=plan, run=out, results=results,
                                summary=summary, confusion=confusion, overwrite=cfg.overwrite,
-                               make_report=cfg.report)
+                               make_report=cfg.report, extra=extra)
     if console is not False:
         from perser.evaluate.report import exclusion_reasons, wide_console
 

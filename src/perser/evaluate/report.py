@@ -359,6 +359,8 @@ def render_html(ctx: dict) -> str:
             if img:
                 parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
                              f"src='data:image/png;base64,{img}'>")
+    for title, table in ctx.get("extra", []):
+        parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(table))
     for title, img in ctx["plots"].get("other", []):
         if img:
             parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{img}'>")
@@ -371,8 +373,10 @@ def render_html(ctx: dict) -> str:
 
 
 def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary: pd.DataFrame,
-              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True) -> Path:
-    """Write the run folder atomically; returns its path."""
+              confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True,
+              extra: dict[str, tuple[str, pd.DataFrame]] | None = None) -> Path:
+    """Write the run folder atomically; returns its path. ``extra``: more tables,
+    ``{file stem: (title, frame)}``, written as ``<stem>.csv`` and shown in the report."""
     from perser.errors import ConfigError
 
     out = Path(out)
@@ -390,6 +394,8 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
         listeners.to_csv(tmp / "listeners.csv", index=False)
         if len(confusion):
             confusion.to_csv(tmp / "confusion.csv", index=False)
+        for stem, (_, frame) in (extra or {}).items():
+            frame.to_csv(tmp / f"{stem}.csv", index=False)
         config_yaml = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         notes = list(data.notes) + [f"method skipped: {v}" for v in run.skipped_methods.values()]
@@ -441,7 +447,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                 "name": cfg.name, "headline": headline, "notes": notes, "descriptions": descriptions,
                 "baseline": cfg.baseline,
                 "tables": tables, "plots": plots, "listeners": listeners, "timings": timings,
-                "config_yaml": config_yaml, "versions": versions,
+                "config_yaml": config_yaml, "versions": versions, "extra": list((extra or {}).values()),
             })
             (tmp / "report.html").write_text(page, encoding="utf-8")
     return out
