@@ -85,7 +85,9 @@ class ActiveStrategy(Strategy):
         one number or one per dimension). ``None``: fitted on the seen listeners'
         ratings given to :meth:`fit`, else the defaults (0.1; 0.25).
     density:
-        Exponent of the representativeness weight (0: off).
+        Exponent of the representativeness weight (0: off). The default, 2, was chosen
+        on the demo corpus's seen listeners (held out as pseudo-new ones; never on its
+        new listeners) among 0, 1 and 2: see ``benchmarks/enrollment/RESULTS.md``.
     n_target:
         Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
     max_heads:
@@ -97,7 +99,7 @@ class ActiveStrategy(Strategy):
 
     name = "active"
 
-    def __init__(self, criterion: str = "auto", noise=None, density: float = 0.0, n_target: int = 32,
+    def __init__(self, criterion: str = "auto", noise=None, density: float = 2.0, n_target: int = 32,
                  max_heads: int = 128, seed: int = 0):
         super().__init__(seed)
         self.criterion = criterion
