@@ -11,8 +11,8 @@ where the gains of personalization come from.
 3. Re-runs the same protocol on the same corpus and features with references:
    ``consensus-head`` (the shared multi-annotator network's consensus head, i.e.
    ``finetune`` without enrollment: the non-personalized part of the personalized
-   methods), ``similar-paper`` (independent heads, ``head_shrinkage=0``, as in Tavernor
-   & Mower Provost), ``similar-top5`` (5 best heads weighted by score),
+   methods), ``similar-paper`` (independent heads, ``head_shrinkage=0``; not the authors'
+   set-up, see docs/papers.md), ``similar-top5`` (5 best heads weighted by score),
    ``finetune-plain`` (no L2-SP prior), ``lr-consensus`` (standardised eGeMAPS +
    logistic regression on every seen rating) and ``style-oracle`` (the same model
    trained only on the seen listeners of the listener's *true* perception style, read

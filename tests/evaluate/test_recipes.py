@@ -53,7 +53,7 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
     monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
     monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
-    run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2)
+    run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
     r = run.results
     assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
     assert set(r["scenario"]) == {"unseen"} and set(r["k"]) == {2, 4}
@@ -65,6 +65,25 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     assert tr["arousal"].between(1, 5).all()
     assert (run.folder / "report.html").is_file()
     assert all(s.fold in {"0", "1", "2"} for s in run.plan)  # IEMOCAP sessions as folds
+    _check_paper_outputs(run)
+
+
+def _check_paper_outputs(run):
+    """The authors' metrics beside perser's, and predictions.csv that re-scores to them."""
+    from perser.methods.tavernor import tavernor_ccc_np
+
+    paper = pd.read_csv(run.folder / "paper_summary.csv")
+    assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
+            "paper_ccc_con/valence"} <= set(paper["metric"])
+    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    runs = pd.read_csv(run.folder / "paper_runs.csv", dtype={"fold": str})
+    pred = pd.read_csv(run.folder / "predictions.csv", dtype={"fold": str, "clip_id": str, "listener": str})
+    assert len(pred) == sum(len(b.clip_ids) for b in run.blocks)
+    # re-score one run's CCC_ind from predictions.csv alone
+    r = runs[(runs.method == "similar") & (runs.metric == "paper_ccc_ind/valence")].dropna().iloc[0]
+    sel = pred[(pred.method == "similar") & (pred.k == r.k) & (pred.seed == r.seed) & (pred.fold == r.fold)]
+    per = [tavernor_ccc_np(g["valence"], g["pred_valence"]) for _, g in sel.groupby("listener") if len(g) >= 2]
+    assert r.value == pytest.approx(sum(per) / len(per)) and r.n_listeners == len(per)
 
 
 def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
@@ -74,9 +93,16 @@ def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
     write_msp_improv(imp, n_sessions=3, n_clips_per_session=12, n_annotators=4, ratings_per_clip=3, seed=2)
     run = _run("tavernor-msp-improv", tmp_path, corpus=str(pod), eval_corpus=str(imp), k=[2, 4], n_folds=3,
-               min_test=2)
+               min_test=2, min_train_ratings=1)
     assert {"ccc/arousal", "ccc_con/valence"} <= set(run.results["metric"])
     assert run.summary["n"].min() >= 1
+    _check_paper_outputs(run)
+    # rater lines without dominance keep their arousal and valence (the recipe asks the loader for it)
+    from perser.testing.corpora import load_quietly
+
+    with_dom = load_quietly(imp).ratings_in("avd")
+    ev = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "eval"]
+    assert len(ev) > len(with_dom)
 
 
 def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):

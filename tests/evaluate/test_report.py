@@ -34,7 +34,8 @@ def test_run_folder_files(written):
     cfg, data, run = written
     folder = run.folder
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "confusion.csv", "listeners.csv",
-                                                        "report.html", "results.csv", "run.json", "summary.csv"]
+                                                        "predictions.csv", "report.html", "results.csv", "run.json",
+                                                        "summary.csv"]
     res = pd.read_csv(folder / "results.csv", keep_default_na=False)
     assert list(res.columns) == RESULT_COLUMNS
     summ = pd.read_csv(folder / "summary.csv")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from perser.config import ExperimentConfig
+from perser.evaluate.paper_metrics import paper_tables, predictions_frame, print_paper_summary
 from perser.evaluate.protocol import EvalData, PlanSettings, Split, check_plan, make_plan
 from perser.evaluate.runner import Block, RunOutput, run_plan
 from perser.evaluate.scoring import confusion_counts, score_blocks, summarize
@@ -37,6 +38,9 @@ class EvaluationRun:
     summary: pd.DataFrame
     confusion: pd.DataFrame
     folder: Path | None = None
+    #: paper-mode tables (``paper_runs.csv``, ``paper_summary.csv``; dimensional spaces), see
+    #: :mod:`perser.evaluate.paper_metrics`
+    paper: dict[str, pd.DataFrame] | None = None
     strategy_tests: pd.DataFrame | None = None  # enrollment strategies vs random (perser.enroll.compare)
 
     @property
@@ -90,24 +94,29 @@ def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, con
     summary = summarize(results, baseline=cfg.baseline, n_boot=cfg.n_bootstrap, level=cfg.ci_level,
                         seed=min(cfg.seeds))
     confusion = confusion_counts(out.blocks, data)
-    run = EvaluationRun(cfg, data, plan, out, results, summary, confusion)
-    extra = {}
+    paper = paper_tables(out.blocks, data.space, baseline=cfg.baseline)
+    run = EvaluationRun(cfg, data, plan, out, results, summary, confusion, paper=paper)
+    sections = []
     if strategies.others:
         from perser.enroll.compare import strategy_tests
 
         run.strategy_tests = strategy_tests(results, n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=min(cfg.seeds))
-        extra["strategies"] = ("Enrollment strategies against random enrollment (paired on the same listeners: "
-                               "gain = strategy at k - random at random_k, positive is better; Wilcoxon p)",
-                               run.strategy_tests)
+        sections.append(("Enrollment strategies against random enrollment (paired on the same listeners: "
+                         "gain = strategy at k - random at random_k, positive is better; Wilcoxon p)",
+                         run.strategy_tests))
     if write:
+        extra = {"predictions.csv": predictions_frame(out.blocks, data.space), **paper}
+        if run.strategy_tests is not None:
+            extra["strategies.csv"] = run.strategy_tests
         run.folder = write_run(cfg.run_dir, cfg=cfg, data=data, plan=plan, run=out, results=results,
                                summary=summary, confusion=confusion, overwrite=cfg.overwrite,
-                               make_report=cfg.report, extra=extra)
+                               make_report=cfg.report, extra_files=extra, extra_tables=sections)
     if console is not False:
         from perser.evaluate.report import exclusion_reasons, wide_console
 
         console = console or wide_console()
         print_summary(summary, data.space.kind, console=console)
+        print_paper_summary(paper.get("paper_summary.csv"), console=console)
         for scen in [x for x in ("unseen", "seen") if any(x in sp.assignments for sp in plan)]:
             n_eval = sum(len(sp.assignments.get(scen, [])) for sp in plan)
             why = exclusion_reasons(plan, scen)

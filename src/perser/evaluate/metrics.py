@@ -12,10 +12,13 @@ turn a distribution into a class, and each metric's name says which it uses:
     small predicted prior for it, so the balanced decision still predicts "happy"
     where it is relatively likely; UAR and macro-F1 reward that decision.
 
-Dimensional metrics follow Tavernor & Mower Provost (2025): ``ccc_ind`` is each
-listener's concordance correlation coefficient (CCC) per dimension, averaged over
+Dimensional metrics are perser's per-listener view of Tavernor & Mower Provost's two
+measures, *not* their computation: ``ccc`` is each listener's concordance correlation
+coefficient (Lin's, population moments) per dimension with folds pooled, averaged over
 listeners by the summary; ``ccc_con`` compares, per clip, the mean of the listeners'
-predictions with the consensus (mean) label.
+predictions with the consensus (mean) label of every listener of the corpus. The
+authors' per-fold CCC_ind and CCC_con, with their CCC estimator, are
+``paper_ccc_ind``/``paper_ccc_con`` (:mod:`perser.evaluate.paper_metrics`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ DESCRIPTIONS: dict[str, str] = {
     "uar_argmax": "unweighted average recall over the listener's classes, argmax decision",
     "macro_f1_balanced": "macro-F1, balanced decision (distribution / listener's predicted label prior)",
     "uar_balanced": "unweighted average recall, balanced decision (distribution / listener's predicted label prior)",
-    "macro_f1": "multilabel macro-F1 over classes, a class is on when its probability >= threshold",
+    "macro_f1": "multilabel macro-F1 over the classes present in the listener's labels or predictions, a class "
+                "is on when its probability >= threshold",
+    "macro_f1_sklearn": "multilabel macro-F1 as scikit-learn's f1_score(average='macro', zero_division=0): over all "
+                        "classes, a class neither rated nor predicted counts 0 (Meta-PerSER's paper-mode metric)",
     "micro_f1": "multilabel micro-F1, same threshold",
     "ccc": "concordance correlation coefficient of one listener's ratings and predictions (CCC_ind per dimension)",
     "ccc_con": "CCC of the mean of the listeners' predictions per clip against the consensus (mean) label",
@@ -141,9 +147,13 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int | None = None) -> f
 def multilabel_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Macro- and micro-F1 of ``proba >= threshold`` against 0/1 indicators ``y [n, C]``.
 
-    Macro-F1 averages over the classes that occur in the labels or the predictions
-    (a class neither said nor predicted is left out rather than counted as 0 or 1).
+    ``macro_f1`` averages over the classes that occur in the labels or the predictions
+    (a class neither said nor predicted is left out rather than counted as 0 or 1);
+    ``macro_f1_sklearn`` is scikit-learn's default macro-F1 over all classes with
+    ``zero_division=0``, so such a class counts 0 (the paper-mode metric of Meta-PerSER).
     """
+    from sklearn.metrics import f1_score
+
     y = np.asarray(y) > 0.5
     pred = np.asarray(proba) >= threshold
     if y.shape != pred.shape:
@@ -155,7 +165,9 @@ def multilabel_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5)
     macro = float(np.mean(2 * tp[used] / (2 * tp[used] + fp[used] + fn[used]))) if used.any() else 1.0
     den = 2 * tp.sum() + fp.sum() + fn.sum()
     micro = float(2 * tp.sum() / den) if den > 0 else 1.0
-    return {"macro_f1": macro, "micro_f1": micro, "subset_accuracy": float(np.mean((y == pred).all(axis=1)))}
+    sk = float(f1_score(y, pred, average="macro", zero_division=0))
+    return {"macro_f1": macro, "macro_f1_sklearn": sk, "micro_f1": micro,
+            "subset_accuracy": float(np.mean((y == pred).all(axis=1)))}
 
 
 # ---------------------------------------------------------------- dimensional

@@ -7,6 +7,10 @@ A run folder holds
                   gain_vs_baseline, p_vs_baseline (see :mod:`perser.evaluate.scoring`)
 ``listeners.csv`` per (seed, fold, scenario): listeners evaluated and excluded, by reason
 ``confusion.csv`` categorical spaces: counts of (true, decided) class per method, K and decision
+``predictions.csv`` every prediction: method, scenario, k, seed, fold, listener, clip_id, the listener's
+                  label(s) and the prediction (class probabilities ``p_<class>``; ``pred_<dim>``)
+``paper_runs.csv``, ``paper_summary.csv``  dimensional spaces: Tavernor & Mower Provost's CCC_ind and
+                  CCC_con as their code computes them (:mod:`perser.evaluate.paper_metrics`)
 ``config.yaml``   the resolved configuration
 ``run.json``      configuration, package versions, protocol counts, timings and notes
 ``report.html``   self-contained (plots embedded as base64 PNG)
@@ -33,7 +37,7 @@ from perser.evaluate.scoring import base_metric, listener_gains, lower_is_better
 
 HEADLINE = {
     "categorical": ["accuracy_argmax", "uar_balanced", "macro_f1_balanced", "log_loss"],
-    "multilabel": ["macro_f1", "micro_f1"],
+    "multilabel": ["macro_f1", "macro_f1_sklearn", "micro_f1"],
     "dimensional": ["ccc/mean", "ccc_con/mean"],
 }
 
@@ -374,9 +378,14 @@ def render_html(ctx: dict) -> str:
 
 def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary: pd.DataFrame,
               confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True,
-              extra: dict[str, tuple[str, pd.DataFrame]] | None = None) -> Path:
-    """Write the run folder atomically; returns its path. ``extra``: more tables,
-    ``{file stem: (title, frame)}``, written as ``<stem>.csv`` and shown in the report."""
+              extra_files: dict[str, pd.DataFrame] | None = None,
+              extra_tables: list[tuple[str, pd.DataFrame]] | None = None) -> Path:
+    """Write the run folder atomically; returns its path.
+
+    ``extra_files`` are further tables written as CSV into the folder under their
+    names (``predictions.csv``, the paper-mode tables); ``extra_tables`` are
+    ``(title, frame)`` sections added to the report (e.g. the enrollment strategies'
+    paired tests)."""
     from perser.errors import ConfigError
 
     out = Path(out)
@@ -391,11 +400,11 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                                 for m, t in run.timings.items()])
         results.to_csv(tmp / "results.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
+        for fname, table in (extra_files or {}).items():
+            table.to_csv(tmp / fname, index=False)
         listeners.to_csv(tmp / "listeners.csv", index=False)
         if len(confusion):
             confusion.to_csv(tmp / "confusion.csv", index=False)
-        for stem, (_, frame) in (extra or {}).items():
-            frame.to_csv(tmp / f"{stem}.csv", index=False)
         config_yaml = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         notes = list(data.notes) + [f"method skipped: {v}" for v in run.skipped_methods.values()]
@@ -447,7 +456,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                 "name": cfg.name, "headline": headline, "notes": notes, "descriptions": descriptions,
                 "baseline": cfg.baseline,
                 "tables": tables, "plots": plots, "listeners": listeners, "timings": timings,
-                "config_yaml": config_yaml, "versions": versions, "extra": list((extra or {}).values()),
+                "config_yaml": config_yaml, "versions": versions, "extra": list(extra_tables or []),
             })
             (tmp / "report.html").write_text(page, encoding="utf-8")
     return out

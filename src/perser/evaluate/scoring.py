@@ -71,7 +71,7 @@ SUMMARY_COLUMNS = ["method", "scenario", "k", "metric", "mean", "ci_low", "ci_hi
 
 #: results.csv rows that describe a listener's test set or decision, not metrics
 NOT_METRICS = ("n_test", "threshold", "threshold_max")
-MULTILABEL_METRICS = frozenset({"macro_f1", "micro_f1", "subset_accuracy"})
+MULTILABEL_METRICS = frozenset({"macro_f1", "macro_f1_sklearn", "micro_f1", "subset_accuracy"})
 
 
 def base_metric(metric: str) -> str:

@@ -25,7 +25,6 @@ meta-gradient is all-reduced, which reproduces the single-process gradient.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -37,10 +36,10 @@ from torch import nn
 
 from perser.errors import ConfigError, PerserWarning, SkipLog
 from perser.methods import distributed
-from perser.methods.base import Predictions, Profile, RatingSet, _json_default
+from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.maml import MAMLPlusPlus, TaskBatch, adapted_query_loss, inner_loop, module_fn
 from perser.methods.neural import NeuralPersonalizer, checkpoint_key
-from perser.methods.persist import atomic_dir, load_tensors, save_tensors
+from perser.methods.training import epoch_loop
 
 
 class AdaptedHead(nn.Module):
@@ -69,11 +68,13 @@ class MetaPerSER(NeuralPersonalizer):
 
     Parameters
     ----------
-    hidden, dropout, epochs, batch_size, lr, weight_decay, patience, valid_fraction, loss, cb_beta, seed, progress, checkpoint_dir:
-        As in :class:`~perser.methods.neural.NeuralPersonalizer`; ``epochs``,
-        ``batch_size``, ``lr`` and ``weight_decay`` train the consensus model (unless
-        ``init_model`` is given). ``patience`` also stops meta-training after that many
-        epochs without a lower validation query loss. Without a validation set,
+    **kwargs:
+        Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`
+        (``hidden``, ``dropout``, ``epochs``, ``batch_size``, ``lr``, ``device``, ...);
+        ``epochs``, ``batch_size``, ``lr`` and ``weight_decay`` train the consensus model
+        (unless ``init_model`` is given). ``patience`` and ``min_delta`` also stop
+        meta-training after that many epochs without a validation query loss lower by
+        more than ``min_delta``. Without a validation set,
         ``valid_fraction`` of the task annotators (at least one, when there are five or
         more) are held out of meta-training as validation listeners.
     init_model:
@@ -108,19 +109,6 @@ class MetaPerSER(NeuralPersonalizer):
 
     def __init__(
         self,
-        hidden: Sequence[int] = (256, 256),
-        dropout: float = 0.2,
-        epochs: int = 50,
-        batch_size: int = 64,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        patience: int = 5,
-        valid_fraction: float = 0.1,
-        loss: str = "ccc",
-        cb_beta: float = 0.999,
-        seed: int = 0,
-        progress: bool = True,
-        checkpoint_dir: str | None = None,
         init_model=None,
         adapt_layers: int = 0,
         k_support: int = 10,
@@ -137,12 +125,9 @@ class MetaPerSER(NeuralPersonalizer):
         meta_lr: float = 1e-3,
         min_meta_lr: float = 1e-5,
         use_vmap: bool = True,
+        **kwargs,
     ):
-        super().__init__(
-            hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            patience=patience, valid_fraction=valid_fraction, loss=loss, cb_beta=cb_beta, seed=seed,
-            progress=progress, checkpoint_dir=checkpoint_dir,
-        )
+        super().__init__(**kwargs)
         self.init_model = init_model
         self.adapt_layers = adapt_layers
         self.k_support = k_support
@@ -348,100 +333,54 @@ class MetaPerSER(NeuralPersonalizer):
                     ck_key: str | None = None) -> list[dict]:
         names, pools, data = train_tasks
         world, rank = distributed.world_size(), distributed.rank()
-        history: list[dict] = []
-        best = learner.tensors()
-        best_score, bad, start = None, 0, 0
-        ck = Path(self.checkpoint_dir) / "meta" if self.checkpoint_dir else None
         fp = {"names": names, "n_params": {k: list(v.shape) for k, v in learner.params.items()},
               "seed": int(self.seed), "world_size": world,
               **({"data": ck_key} if ck_key else {})}
-        if ck is not None and (ck / "state.json").is_file():
-            doc = json.loads((ck / "state.json").read_text(encoding="utf-8"))
-            if doc.get("fingerprint") != json.loads(json.dumps(fp)):
-                raise ConfigError(f"checkpoint {ck} was written with other settings or data; delete it or choose another folder")
-            arrays = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in load_tensors(ck / "state.safetensors").items()}
-            learner.load_tensors({k[4:]: v for k, v in arrays.items() if k.startswith("cur.")})
-            best = {k[5:]: v for k, v in arrays.items() if k.startswith("best.")}
-            learner.epoch = int(doc["epoch"]) + 1
-            learner.load_optimizer_tensors(arrays)
-            history, best_score, bad, start = doc["history"], doc["best_score"], doc["bad"], int(doc["epoch"]) + 1
-            if doc.get("finished"):
-                start = int(self.meta_epochs)
-        patience = int(self.patience or 0)
-        progress = None
-        if self.progress and distributed.is_main() and start < int(self.meta_epochs):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        iters = int(self.iters_per_epoch)
 
-            progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)
-            bar = progress.add_task("meta-training", total=int(self.meta_epochs), completed=start, info="")
-            progress.start()
-        try:
-            for epoch in range(start, int(self.meta_epochs)):
-                learner.set_epoch(epoch)
-                total = 0.0
-                for it in range(int(self.iters_per_epoch)):
-                    batch = self._sample_batch(names, pools, data, epoch, it)
-                    n = len(batch)
-                    local = distributed.shard(np.arange(n), rank, world) if torch_dist else np.arange(n)
-                    if len(local):
-                        loss, gp, ga = learner.meta_gradients(batch.task(slice(int(local[0]), int(local[-1]) + 1)))
-                        w = len(local) / n
-                        gp = {k: v * w for k, v in gp.items()}
-                        ga = {k: v * w for k, v in ga.items()}
-                        loss = loss * w
-                    else:
-                        loss = 0.0
-                        gp = {k: torch.zeros_like(v) for k, v in learner.params.items()}
-                        ga = {k: torch.zeros_like(v) for k, v in learner.lrs.items()}
-                    if torch_dist:
-                        keys_p, keys_a = sorted(gp), sorted(ga)
-                        lt = torch.tensor([float(loss)])
-                        distributed.all_reduce_sum([gp[k] for k in keys_p] + [ga[k] for k in keys_a] + [lt])
-                        loss = float(lt)
-                    if not math.isfinite(loss):
-                        raise ConfigError(f"meta-training: the loss became {loss} in epoch {epoch}; lower meta_lr or inner_lr")
-                    learner.apply(gp, ga)
-                    total += loss
-                rec = {"epoch": epoch, "train_loss": total / int(self.iters_per_epoch),
-                       "second_order": learner.second_order(epoch), "meta_lr": learner.meta_lr}
-                stop = False
-                if vtasks:
-                    score = adapted_query_loss(self.head_fn_, learner.loss_fn, learner.params, learner.lrs,
-                                               learner.n_inner_steps, vtasks)
-                    rec["valid_loss"] = score
-                    if best_score is None or score < best_score - 1e-5:
-                        best_score, bad, best = score, 0, learner.tensors()
-                    else:
-                        bad += 1
-                    stop = bool(patience) and bad >= patience
+        def run_epoch(epoch: int) -> dict:
+            learner.set_epoch(epoch)
+            total = 0.0
+            for it in range(iters):
+                batch = self._sample_batch(names, pools, data, epoch, it)
+                n = len(batch)
+                local = distributed.shard(np.arange(n), rank, world) if torch_dist else np.arange(n)
+                if len(local):
+                    loss, gp, ga = learner.meta_gradients(batch.task(slice(int(local[0]), int(local[-1]) + 1)))
+                    w = len(local) / n
+                    gp = {k: v * w for k, v in gp.items()}
+                    ga = {k: v * w for k, v in ga.items()}
+                    loss = loss * w
                 else:
-                    best = learner.tensors()
-                history.append(rec)
-                finished = stop or epoch + 1 >= int(self.meta_epochs)
-                if ck is not None and distributed.is_main():
-                    arrays = {f"cur.{k}": v for k, v in learner.tensors().items()}
-                    arrays.update({f"best.{k}": v for k, v in best.items()})
-                    arrays.update(learner.optimizer_tensors())
-                    with atomic_dir(ck) as tmp:
-                        save_tensors({k: v.numpy() for k, v in arrays.items()}, tmp / "state.safetensors")
-                        (tmp / "state.json").write_text(json.dumps({
-                            "epoch": epoch, "history": history, "best_score": best_score, "bad": bad,
-                            "finished": finished, "fingerprint": fp}, indent=1, default=_json_default), encoding="utf-8")
-                distributed.barrier()
-                if progress is not None:
-                    info = f"loss {rec['train_loss']:.4f}" + (f"  valid {rec['valid_loss']:.4f}" if "valid_loss" in rec else "")
-                    progress.update(bar, completed=epoch + 1, info=info)
-                if stop:
-                    break
-        finally:
-            if progress is not None:
-                progress.stop()
+                    loss = 0.0
+                    gp = {k: torch.zeros_like(v) for k, v in learner.params.items()}
+                    ga = {k: torch.zeros_like(v) for k, v in learner.lrs.items()}
+                if torch_dist:
+                    keys_p, keys_a = sorted(gp), sorted(ga)
+                    lt = torch.tensor([float(loss)])
+                    distributed.all_reduce_sum([gp[k] for k in keys_p] + [ga[k] for k in keys_a] + [lt])
+                    loss = float(lt)
+                if not math.isfinite(loss):
+                    raise ConfigError(f"meta-training: the loss became {loss} in epoch {epoch}; lower meta_lr or inner_lr")
+                learner.apply(gp, ga)
+                total += loss
+            return {"train_loss": total / iters, "second_order": learner.second_order(epoch), "meta_lr": learner.meta_lr}
+
+        def valid_loss() -> float:
+            return adapted_query_loss(self.head_fn_, learner.loss_fn, learner.params, learner.lrs,
+                                      learner.n_inner_steps, vtasks)
+
+        res = epoch_loop(
+            _LearnerTrainee(learner), run_epoch, epochs=int(self.meta_epochs),
+            valid_loss=valid_loss if vtasks else None, patience=int(self.patience or 0),
+            min_delta=float(self.min_delta), checkpoint=Path(self.checkpoint_dir) / "meta" if self.checkpoint_dir else None,
+            fingerprint=fp, progress=bool(self.progress), description="meta-training",
+        )
         if not vtasks:
             warnings.warn("meta: no validation annotators; meta-training ran all epochs without early stopping",
                           PerserWarning, stacklevel=3)
-        self._set_meta(best)
-        return history
+        self._set_meta(res.best if res.best is not None else learner.tensors())
+        return res.history
 
     def _set_meta(self, t: dict[str, torch.Tensor]) -> None:
         names = [k for k, _ in self.head_.named_parameters()]
@@ -521,6 +460,26 @@ class MetaPerSER(NeuralPersonalizer):
         self._set_meta({k[5:]: torch.from_numpy(np.array(v, copy=True)) for k, v in arrays.items() if k.startswith("meta.")})
         self.meta_history_ = state.get("meta_history", [])
         self.task_counts_ = state.get("task_counts", {})
+
+
+class _LearnerTrainee:
+    """A :class:`MAMLPlusPlus` learner as a :class:`~perser.methods.training.Trainee`:
+    its initial weights and learning rates (``cur.*``) and outer optimiser state (``opt.*``)."""
+
+    def __init__(self, learner: MAMLPlusPlus):
+        self.learner = learner
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        t = {f"cur.{k}": v for k, v in self.learner.tensors().items()}
+        return {**t, **self.learner.optimizer_tensors()}, {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], doc: dict) -> None:
+        self.learner.load_tensors({k[4:]: v for k, v in tensors.items() if k.startswith("cur.")})
+        self.learner.epoch = int(doc["epoch"]) + 1
+        self.learner.load_optimizer_tensors(tensors)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return self.learner.tensors()
 
 
 def _fixed_task(rows: np.ndarray, k: int, Z, T, ci, seed) -> tuple:

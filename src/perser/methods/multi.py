@@ -41,7 +41,7 @@ from perser.methods.training import fit_model
 CONSENSUS = "<consensus>"
 
 #: hyper-parameters that determine the fitted multi-annotator network
-FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "valid_fraction",
+FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "min_delta", "valid_fraction",
               "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
@@ -64,7 +64,9 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         head: ``lambda * sum_h ||W_h - W_c||^2 / N`` (weights and biases; ``N`` training
         ratings; the consensus side is not moved by it) is added to the loss, i.e. a
         Gaussian prior on each head worth about ``lambda`` ratings per unit squared
-        distance. ``0`` (default): independent heads, as in Tavernor & Mower Provost.
+        distance. ``0`` (default): independent heads. Tavernor & Mower Provost's heads are
+        independent too, but each starts as a copy of a trained consensus head, which
+        this model does not do (``docs/papers.md``).
         Needs a consensus head.
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`.

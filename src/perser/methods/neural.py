@@ -50,9 +50,10 @@ class NeuralPersonalizer(Personalizer):
     ----------
     hidden, dropout:
         Widths of the trunk's dense layers and their dropout.
-    epochs, batch_size, lr, weight_decay, patience:
+    epochs, batch_size, lr, weight_decay, patience, min_delta:
         Training settings (Adam; early stopping after ``patience`` epochs without a
-        better validation loss, ``0`` to switch it off).
+        validation loss lower than the best by more than ``min_delta``, ``0`` to switch
+        it off).
     valid_fraction:
         Fraction of the training clips held out for early stopping when :meth:`fit` gets
         no validation set (``0``: none; ignored with fewer than 10 clips).
@@ -89,6 +90,7 @@ class NeuralPersonalizer(Personalizer):
         progress: bool = True,
         checkpoint_dir: str | None = None,
         device: str = "auto",
+        min_delta: float = 1e-5,
     ):
         self.hidden = hidden
         self.dropout = dropout
@@ -104,6 +106,7 @@ class NeuralPersonalizer(Personalizer):
         self.progress = progress
         self.checkpoint_dir = checkpoint_dir
         self.device = device
+        self.min_delta = min_delta
         #: how the features were made (set by the caller, saved with the model)
         self.feature_spec: dict | None = None
 
@@ -134,7 +137,7 @@ class NeuralPersonalizer(Personalizer):
         return {p: _plain(getattr(self, p)) for p in self.param_names() if hasattr(self, p)}
 
     #: hyper-parameters a resumed checkpoint may differ in (more epochs continue a finished run)
-    RESUMABLE = ("epochs", "patience", "progress", "checkpoint_dir", "device")
+    RESUMABLE = ("epochs", "patience", "min_delta", "progress", "checkpoint_dir", "device")
 
     def fit_settings(self) -> dict:
         """The hyper-parameters that shape the fitted network (part of a checkpoint's fingerprint)."""
@@ -150,7 +153,8 @@ class NeuralPersonalizer(Personalizer):
         key = checkpoint_key(data, self.fit_settings()) if ck is not None else None
         return TrainConfig(
             epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-            weight_decay=float(self.weight_decay), patience=int(self.patience or 0), seed=int(self.seed),
+            weight_decay=float(self.weight_decay), patience=int(self.patience or 0), min_delta=float(self.min_delta),
+            seed=int(self.seed),
             checkpoint_dir=ck, progress=bool(self.progress), description=description, data_key=key,
         )
 

@@ -20,8 +20,9 @@ A seen annotator's head is trained on that annotator's ratings alone, often a fe
 dozen noisy ones. ``head_shrinkage > 0`` (see
 :class:`~perser.methods.multi.MultiAnnotatorModel`) trains the heads as a hierarchy
 instead, each pulled toward the jointly trained consensus head, so a copied head is
-the consensus corrected by what that annotator's ratings support. The paper's
-independent heads are the default (``head_shrinkage=0``); on the demo corpus,
+the consensus corrected by what that annotator's ratings support. Independent heads
+are the default (``head_shrinkage=0``; the authors' heads are independent but start as
+copies of a consensus head, ``docs/papers.md``); on the demo corpus,
 ``head_shrinkage=100`` made the seen annotators' own heads better than consensus on
 unseen clips, where independent heads were worse (``benchmarks/demo/RESULTS.md``).
 """
@@ -37,8 +38,9 @@ from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.losses import ccc
 from perser.methods.multi import CONSENSUS, MultiAnnotatorModel
 from perser.methods.nets import to_unit
+from perser.methods.tavernor import tavernor_ccc
 
-SCORES = ("auto", "ccc", "mae", "loglik", "f1")
+SCORES = ("auto", "ccc", "ccc_tavernor", "mae", "loglik", "f1")
 
 
 class SimilarAnnotator(MultiAnnotatorModel):
@@ -48,7 +50,9 @@ class SimilarAnnotator(MultiAnnotatorModel):
     ----------
     score:
         ``"auto"`` (CCC, or absolute error for K = 1, for dimensional spaces;
-        log-likelihood for class spaces), ``"ccc"``, ``"mae"``, ``"loglik"`` or ``"f1"``.
+        log-likelihood for class spaces), ``"ccc"``, ``"ccc_tavernor"`` (the CCC estimator
+        of Tavernor & Mower Provost's code, :func:`perser.methods.tavernor.tavernor_ccc`:
+        unbiased variances; at K = 1 their absolute error), ``"mae"``, ``"loglik"`` or ``"f1"``.
     per_dimension:
         Dimensional spaces only: choose the best head per dimension.
     top_k:
@@ -130,7 +134,7 @@ def check_score(method: str, score: str, kind: str, option: str = "score") -> No
         raise ConfigError(f"method {method!r}: unknown {option} {score!r}; use one of {SCORES}")
     if kind == "dimensional" and score in ("loglik", "f1"):
         raise ConfigError(f"method {method!r}: {option} {score!r} needs a class space; use 'ccc' or 'mae'")
-    if kind != "dimensional" and score in ("ccc", "mae"):
+    if kind != "dimensional" and score in ("ccc", "ccc_tavernor", "mae"):
         raise ConfigError(f"method {method!r}: {option} {score!r} needs a dimensional space; use 'loglik' or 'f1'")
 
 
@@ -150,9 +154,16 @@ def score_heads(model: MultiAnnotatorModel, X: np.ndarray, y: np.ndarray, score:
         t = torch.from_numpy(to_unit(y.astype(np.float32), model.space_.scale))[:, None, :]  # [K, 1, D]
         err = (out - t).abs().mean(dim=0)  # [H, D]
         crit = score if score != "auto" else ("ccc" if K >= 2 else "mae")
+        if crit == "ccc_tavernor" and K < 2:
+            crit = "mae"  # the authors' choice for a single enrollment clip
         if crit == "ccc" and K < 2:
             raise ConfigError("score 'ccc' needs at least 2 enrollment clips; use 'mae' for K = 1")
-        per_dim = ccc(out, t.expand_as(out)) if crit == "ccc" else -err  # [H, D]
+        if crit == "ccc":
+            per_dim = ccc(out, t.expand_as(out))  # [H, D]
+        elif crit == "ccc_tavernor":
+            per_dim = tavernor_ccc(out.double(), t.double()).float()  # [H, D]; the target's own n - 1 moments
+        else:
+            per_dim = -err
         if per_dimension:
             return crit, per_dim.numpy(), err.numpy()
         return crit, per_dim.sum(dim=1).numpy(), err.sum(dim=1).numpy()

@@ -1,6 +1,12 @@
 """A small, reusable training loop: Adam, seeded mini-batches, early stopping,
 checkpoints with resume after a kill, and data-parallel training under ``torchrun``.
 
+Two layers: :func:`epoch_loop` is the loop over epochs that every trainer in perser
+shares — checkpoint resume (including the recovery of the old checkpoint after a kill
+between the two renames of an atomic swap), the fingerprint check, patience with
+``min_delta``, the progress bar; :func:`fit_model` runs mini-batch Adam epochs inside
+it, and ``meta``'s meta-training (:mod:`perser.methods.meta`) runs meta-batches inside it.
+
 The loop knows nothing about label spaces: a method passes the number of training
 items and a closure ``batch_loss(module, rows) -> loss`` computing the mean loss of
 those items (rows of *its* training table: clips, or ratings), and optionally
@@ -27,12 +33,11 @@ the training data). No pickle is used.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +45,7 @@ from torch import nn
 
 from perser.errors import ConfigError
 from perser.methods import distributed
+from perser.methods.base import _json_default
 from perser.methods.persist import atomic_dir, load_tensors, save_tensors
 
 BatchLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
@@ -119,57 +125,206 @@ def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
     }
 
 
-# -------------------------------------------------------------- checkpoints
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], list[dict]]:
+# --------------------------------------------------------------- optimiser state
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
     sd = opt.state_dict()
-    arrays = {}
+    tensors = {}
     for pid, st in sd["state"].items():
         for key, val in st.items():
-            t = torch.as_tensor(val)
-            arrays[f"opt.{pid}.{key}"] = t.detach().cpu().numpy().copy()
+            tensors[f"opt.{pid}.{key}"] = torch.as_tensor(val).detach().cpu().clone()
     groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    return arrays, groups
+    return tensors, groups
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray], groups: list[dict]) -> None:
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
     state: dict[int, dict] = {}
-    for name, a in arrays.items():
-        if not name.startswith("opt."):
-            continue
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = torch.from_numpy(np.array(a, copy=True))
+    for name, t in tensors.items():
+        if name.startswith("opt."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = t
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _ckpt_path(cfg: TrainConfig) -> Path | None:
-    return None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last"
+class _ModelTrainee:
+    """A module and its optimiser as a :class:`Trainee`."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, config: dict):
+        self.model, self.opt, self.config = model, opt, config
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, groups = _optimizer_tensors(self.opt)
+        return {**tensors, **opt_tensors}, {"param_groups": groups, "config": self.config}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], doc: dict) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        _load_optimizer(self.opt, tensors, doc["param_groups"])
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
-def _find_checkpoint(path: Path) -> Path | None:
+# --------------------------------------------------------------------- the epoch loop
+class Trainee(Protocol):
+    """What :func:`epoch_loop` needs of the thing it trains."""
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The current weights and optimiser state as named tensors, and JSON-able extras
+        (both go into the checkpoint; tensor names must not start with ``best.``)."""
+
+    def load_state(self, tensors: dict[str, torch.Tensor], doc: dict) -> None:
+        """Restore what :meth:`state` returned (``doc`` is the checkpoint's ``state.json``)."""
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights, kept as the best epoch's."""
+
+
+@dataclass
+class LoopResult:
+    """What :func:`epoch_loop` did. ``best`` is the best epoch's :meth:`Trainee.snapshot`,
+    or ``None`` when there is no validation loss (the last weights are the result)."""
+
+    history: list[dict]
+    best: dict[str, torch.Tensor] | None
+    best_score: float | None
+    best_epoch: int
+    resumed_from: int | None = None
+    stopped_early: bool = False
+
+
+def find_checkpoint(path: Path) -> Path | None:
+    """The checkpoint folder ``path``, or the old copy that :func:`atomic_dir` leaves at
+    ``.<name>.old`` when a process is killed between its two renames; ``None`` if neither
+    holds a ``state.json``."""
     if (path / "state.json").is_file():
         return path
-    old = path.with_name(f".{path.name}.old")  # killed between the two renames of atomic_dir
+    old = path.with_name(f".{path.name}.old")
     if (old / "state.json").is_file():
         return old
     return None
 
 
-def _save_checkpoint(path: Path, model: nn.Module, best: dict, opt: torch.optim.Optimizer, doc: dict) -> None:
-    arrays = {f"model.{k}": v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-    arrays.update({f"best.{k}": v.detach().cpu().numpy().copy() for k, v in best.items()})
-    opt_arrays, groups = _optimizer_tensors(opt)
-    arrays.update(opt_arrays)
-    with atomic_dir(path) as tmp:
-        save_tensors(arrays, tmp / "state.safetensors")
-        (tmp / "state.json").write_text(json.dumps({**doc, "param_groups": groups}, indent=1), encoding="utf-8")
+_find_checkpoint = find_checkpoint  # older name, used by tests of killed training runs
 
 
-def _strip(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
-    n = len(prefix)
-    return {k[n:]: torch.from_numpy(np.array(v, copy=True)) for k, v in arrays.items() if k.startswith(prefix)}
+def epoch_loop(
+    trainee: Trainee,
+    run_epoch: Callable[[int], dict],
+    *,
+    epochs: int,
+    valid_loss: Callable[[], float] | None = None,
+    patience: int | None = None,
+    min_delta: float = 1e-5,
+    checkpoint: Path | None = None,
+    fingerprint: dict | None = None,
+    progress: bool = True,
+    description: str = "training",
+) -> LoopResult:
+    """Run epochs with early stopping, a progress bar and a checkpoint after every epoch.
+
+    Shared by :func:`fit_model` and ``meta``'s meta-training.
+
+    Parameters
+    ----------
+    trainee:
+        Gives and takes its state for checkpoints and snapshots its best weights.
+    run_epoch:
+        ``run_epoch(epoch) -> record`` trains one epoch and returns its history record
+        (at least ``train_loss``); ``epoch`` and, with ``valid_loss``, ``valid_loss``
+        are added here.
+    epochs:
+        Train epochs ``0 .. epochs - 1`` (less those already in the checkpoint).
+    valid_loss:
+        ``valid_loss() -> float``, lower is better, after every epoch; drives early
+        stopping and the choice of the best epoch. The caller sets eval mode or
+        ``torch.no_grad`` as it needs.
+    patience, min_delta:
+        Stop after ``patience`` epochs in a row whose validation loss is not below the
+        best by more than ``min_delta`` (``0``/``None``: run all epochs).
+    checkpoint:
+        The folder rank 0 replaces atomically after each epoch (``state.safetensors``:
+        :meth:`Trainee.state` and the best snapshot as ``best.*``; ``state.json``: epoch,
+        history, early-stopping state, ``fingerprint``). An existing checkpoint — or the
+        old copy a kill between :func:`atomic_dir`'s renames leaves — is resumed: a run
+        that stopped early stays stopped, one that ran out of epochs continues when
+        ``epochs`` is larger. A checkpoint with another ``fingerprint`` is refused.
+    progress, description:
+        Show a rich progress bar (rank 0) labelled ``description``.
+    """
+    fp = json.loads(json.dumps(fingerprint or {}, default=_json_default))
+    history: list[dict] = []
+    best: dict[str, torch.Tensor] | None = None
+    best_score: float | None = None
+    best_epoch, bad, start, resumed, stopped = -1, 0, 0, None, False
+    found = find_checkpoint(checkpoint) if checkpoint is not None else None
+    if found is not None:
+        doc = json.loads((found / "state.json").read_text(encoding="utf-8"))
+        if doc.get("fingerprint") != fp:
+            raise ConfigError(
+                f"checkpoint {found} was written with other settings or data; "
+                "delete it or choose another checkpoint folder"
+            )
+        arrays = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in load_tensors(found / "state.safetensors").items()}
+        trainee.load_state({k: v for k, v in arrays.items() if not k.startswith("best.")}, doc)
+        best = {k[5:]: v for k, v in arrays.items() if k.startswith("best.")} or None
+        history, best_score, best_epoch, bad = doc["history"], doc["best_score"], doc["best_epoch"], doc["bad"]
+        start = resumed = int(doc["epoch"]) + 1
+        stopped = bool(doc.get("stopped_early", False))
+    finished = stopped or start >= epochs
+
+    bar = None
+    if progress and distributed.is_main() and not finished:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True,
+        )
+        task = bar.add_task(description, total=epochs, completed=start, info="")
+        bar.start()
+    try:
+        epoch = start
+        while not finished:
+            rec = {"epoch": epoch, **run_epoch(epoch)}
+            if valid_loss is not None:
+                score = float(valid_loss())
+                rec["valid_loss"] = score
+                if best_score is None or score < best_score - min_delta:
+                    best_score, best_epoch, bad, best = score, epoch, 0, trainee.snapshot()
+                else:
+                    bad += 1
+                stopped = bool(patience) and bad >= patience
+            else:
+                best_epoch = epoch
+            history.append(rec)
+            finished = stopped or epoch + 1 >= epochs
+            if checkpoint is not None and distributed.is_main():
+                tensors, extra = trainee.state()
+                if best is not None:
+                    tensors = {**tensors, **{f"best.{k}": v for k, v in best.items()}}
+                with atomic_dir(checkpoint) as tmp:
+                    save_tensors({k: v.detach().cpu().numpy() for k, v in tensors.items()}, tmp / "state.safetensors")
+                    (tmp / "state.json").write_text(json.dumps({
+                        **extra, "epoch": epoch, "history": history, "best_score": best_score,
+                        "best_epoch": best_epoch, "bad": bad, "finished": finished, "stopped_early": stopped,
+                        "fingerprint": fp,
+                    }, indent=1, default=_json_default), encoding="utf-8")
+            distributed.barrier()
+            if bar is not None:
+                info = f"loss {rec['train_loss']:.4f}" + (f"  valid {rec['valid_loss']:.4f}" if "valid_loss" in rec else "")
+                bar.update(task, completed=epoch + 1, info=info)
+            epoch += 1
+    finally:
+        if bar is not None:
+            bar.stop()
+    return LoopResult(
+        history=history, best=best,
+        best_score=None if best_score is None or math.isnan(best_score) else best_score,
+        best_epoch=best_epoch, resumed_from=resumed, stopped_early=stopped,
+    )
 
 
-# --------------------------------------------------------------------- loop
+# ------------------------------------------------------------------ fit_model
 def fit_model(
     model: nn.Module,
     n_train: int,
@@ -213,33 +368,7 @@ def fit_model(
         )
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    fp = _fingerprint(cfg, n_train, model)
-
-    history: list[dict] = []
-    best_state = copy.deepcopy(model.state_dict())
-    best_score: float | None = None
-    best_epoch, bad, start, resumed = -1, 0, 0, None
-    finished = stopped = False
-    ckpt = _ckpt_path(cfg)
-    if ckpt is not None:
-        found = _find_checkpoint(ckpt)
-        if found is not None:
-            doc = json.loads((found / "state.json").read_text(encoding="utf-8"))
-            if doc.get("fingerprint") != json.loads(json.dumps(fp)):
-                raise ConfigError(
-                    f"checkpoint {found} was written with other settings or data; "
-                    "delete it or choose another checkpoint folder"
-                )
-            arrays = load_tensors(found / "state.safetensors")
-            model.load_state_dict(_strip(arrays, "model."))
-            best_state = _strip(arrays, "best.")
-            _load_optimizer(opt, arrays, doc["param_groups"])
-            history, best_score, best_epoch, bad = doc["history"], doc["best_score"], doc["best_epoch"], doc["bad"]
-            start = resumed = doc["epoch"] + 1
-            # a run that stopped early stays stopped; one that ran out of epochs continues
-            # when asked for more
-            stopped = bool(doc.get("stopped_early", False))
-            finished = stopped or start >= cfg.epochs
+    trainee = _ModelTrainee(model, opt, _jsonable(asdict(cfg)))
 
     module: nn.Module = model
     dev = next(iter(model.parameters())).device
@@ -247,73 +376,45 @@ def fit_model(
         module = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     rng_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
 
-    progress = None
-    if cfg.progress and distributed.is_main() and not finished and start < cfg.epochs:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def run_epoch(epoch: int) -> dict:
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, rank]).integers(2**62)))
+            model.train()
+            total, count = 0.0, 0
+            for batch in batch_plan(n_train, cfg.batch_size, cfg.seed, epoch):
+                rows = distributed.shard(batch, rank, world)
+                opt.zero_grad(set_to_none=True)
+                loss = batch_loss(module, rows)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"{cfg.description}: the loss became {loss.item()} in epoch {epoch}; lower lr")
+                scale = len(rows) * world / len(batch)
+                (loss * scale).backward()
+                opt.step()
+                total += loss.item() * len(rows)
+                count += len(rows)
+        return {"train_loss": total / max(count, 1)}
 
-        progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True,
-        )
-        task = progress.add_task(cfg.description, total=cfg.epochs, completed=start, info="")
-        progress.start()
+    def valid() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(valid_loss(model))
 
-    try:
-        epoch = start
-        while not finished and epoch < cfg.epochs:
-            with torch.random.fork_rng(devices=rng_devices):
-                torch.manual_seed(int(np.random.default_rng([cfg.seed, epoch, rank]).integers(2**62)))
-                model.train()
-                total, count = 0.0, 0
-                for batch in batch_plan(n_train, cfg.batch_size, cfg.seed, epoch):
-                    rows = distributed.shard(batch, rank, world)
-                    opt.zero_grad(set_to_none=True)
-                    loss = batch_loss(module, rows)
-                    if not torch.isfinite(loss):
-                        raise ConfigError(f"{cfg.description}: the loss became {loss.item()} in epoch {epoch}; lower lr")
-                    scale = len(rows) * world / len(batch)
-                    (loss * scale).backward()
-                    opt.step()
-                    total += loss.item() * len(rows)
-                    count += len(rows)
-            rec = {"epoch": epoch, "train_loss": total / max(count, 1)}
-            if valid_loss is not None:
-                model.eval()
-                with torch.no_grad():
-                    score = float(valid_loss(model))
-                rec["valid_loss"] = score
-                if best_score is None or score < best_score - cfg.min_delta:
-                    best_score, best_epoch, bad = score, epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    bad += 1
-                if cfg.patience and bad >= cfg.patience:
-                    stopped = finished = True
-            else:
-                best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
-            history.append(rec)
-            if epoch + 1 >= cfg.epochs:
-                finished = True
-            if ckpt is not None and distributed.is_main():
-                _save_checkpoint(ckpt, model, best_state, opt, {
-                    "epoch": epoch, "history": history, "best_score": best_score, "best_epoch": best_epoch,
-                    "bad": bad, "finished": finished, "stopped_early": stopped, "fingerprint": fp, "config": _jsonable(asdict(cfg)),
-                })
-            distributed.barrier()
-            if progress is not None:
-                info = f"loss {rec['train_loss']:.4f}" + (f"  valid {rec['valid_loss']:.4f}" if "valid_loss" in rec else "")
-                progress.update(task, completed=epoch + 1, info=info)
-            epoch += 1
-    finally:
-        if progress is not None:
-            progress.stop()
-    model.load_state_dict(best_state)
+    res = epoch_loop(
+        trainee, run_epoch, epochs=cfg.epochs, valid_loss=None if valid_loss is None else valid,
+        patience=cfg.patience, min_delta=cfg.min_delta, checkpoint=_ckpt_path(cfg),
+        fingerprint=_fingerprint(cfg, n_train, model), progress=cfg.progress, description=cfg.description,
+    )
+    if res.best is not None:
+        model.load_state_dict(res.best)
     model.eval()
     return TrainResult(
-        epochs_run=len(history), best_epoch=best_epoch,
-        best_score=None if best_score is None or math.isnan(best_score) else best_score,
-        history=history, resumed_from=resumed, stopped_early=stopped,
+        epochs_run=len(res.history), best_epoch=res.best_epoch, best_score=res.best_score,
+        history=res.history, resumed_from=res.resumed_from, stopped_early=res.stopped_early,
     )
+
+
+def _ckpt_path(cfg: TrainConfig) -> Path | None:
+    return None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last"
 
 
 def _jsonable(d: dict) -> dict:
