@@ -119,3 +119,59 @@ def test_a_listener_enrolls_through_the_page(server, browser):
     browser.get(url + "/?listener=lena")
     wait.until(EC.text_to_be_present_in_element((By.ID, "progress"), "(6 of 5"))
     assert browser.find_element(By.ID, "closest").text == "a2"
+
+
+@pytest.fixture
+def dim_server(tmp_path, pagekit):
+    import uvicorn
+
+    from perser.serve import Service, create_app
+    from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
+
+    model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path, space=pagekit.DIM)
+    service = Service(model_dir, tmp_path / "profiles", cache_dir=tmp_path / "cache")
+    pool = EnrollmentPool.from_source(pool_csv, service.model, features=feats)
+    app = create_app(service)
+    include_enroll_page(app, service, pool, target_k=3)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", service, X, W, pagekit
+    srv.should_exit = True
+    th.join(timeout=10)
+
+
+def test_a_listener_moves_sliders_in_a_dimensional_space(dim_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, service, X, W, kit = dim_server
+    wait = WebDriverWait(browser, 20)
+    browser.get(url + "/?listener=dora")
+    wait.until(EC.visibility_of_element_located((By.ID, "slider-arousal")))
+    assert browser.find_elements(By.CSS_SELECTOR, "#labels button") == []
+    asked = []
+    for n in range(4):  # dora rates like seen listener a1
+        audio = browser.find_element(By.ID, "clip-audio")
+        wait.until(lambda d: audio.get_attribute("data-clip-id") not in (None, "", *asked))
+        cid = audio.get_attribute("data-clip-id")
+        asked.append(cid)
+        i = int(cid[1:])
+        vals = kit.label(kit.DIM, X[i:i + 1], W["a1"])[0]
+        for d, v in zip(kit.DIM.dimensions, vals):
+            browser.execute_script("document.getElementById(arguments[0]).value = arguments[1];", f"slider-{d}", float(v))
+        browser.find_element(By.ID, "submit-values").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "progress"), f"({n + 1} of 3"))
+    answers = service.store.get("dora")
+    assert answers.data["heads"] == [browser.find_element(By.ID, "closest").text]
+    assert browser.find_element(By.ID, "closest").text == "a1"
+    browser.find_element(By.ID, "finish").click()
+    browser.find_element(By.ID, "compare-btn").click()
+    wait.until(lambda d: "arousal" in d.find_element(By.ID, "personal").text)
+    assert "valence" in browser.find_element(By.ID, "consensus").text
