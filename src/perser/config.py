@@ -146,6 +146,68 @@ class ExperimentConfig(BaseModel):
         return doc
 
 
+class TrainConfig(BaseModel):
+    """One training run: a method fitted on the seen annotators of a corpus (see
+    :func:`perser.methods.train`; ``perser train --config`` reads it from YAML, its flags override).
+
+    Example::
+
+        method: similar
+        features: egemaps
+        space: emotion
+        split: train
+        params: {epochs: 30, seed: 0}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    corpus: Path | None = Field(None, description="corpus folder (perser train's argument)")
+    format: str | None = Field(None, description="format of `corpus` (default: detected)")
+    method: str | None = Field(None, description="registry name of the method")
+    space: str | None = Field(None, description="label space to train on (default: the corpus's only one)")
+    features: str | None = Field(None, description="egemaps | compare | ssl:MODEL_DIR | a feature file "
+                                 "(.npz/.parquet/.csv)")
+    feature_settings: dict[str, Any] = Field(default_factory=dict, description="extractor settings, part of the "
+                                             "store key: the ones `perser extract` used")
+    feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
+    split: str | None = Field(None, description="train on the clips of this split only (clips.split column)")
+    params: dict[str, Any] = Field(default_factory=dict, description="hyper-parameters of the method")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        """The configuration in ``path`` (YAML; relative ``corpus``/``feature_cache`` read
+        relative to its folder) with ``overrides`` (keys of this config; ``params`` and
+        ``feature_settings`` are merged key by key, the others replace)."""
+        doc: dict = {}
+        if path is not None:
+            doc = read_yaml(path)
+            folder = Path(path).resolve().parent
+            for key in ("corpus", "feature_cache"):
+                v = doc.get(key)
+                if isinstance(v, str) and not _ENV.search(v) and not os.path.isabs(v):
+                    doc[key] = str(folder / v)
+            for key in ("params", "feature_settings"):
+                if not isinstance(doc.get(key) or {}, dict):
+                    raise ConfigError(f"{path}: {key!r} must be a mapping")
+        for key, value in (overrides or {}).items():
+            if key in ("params", "feature_settings"):
+                doc[key] = {**(doc.get(key) or {}), **(value or {})}
+            elif value is not None:
+                doc[key] = value
+        return _validated(cls, doc, path)
+
+
+def _validated(model: type[BaseModel], doc: dict, path: str | Path | None) -> Any:
+    """``doc`` with its ``${VAR}`` expanded, validated as ``model``; errors as one
+    :class:`ConfigError` (``file: key: message; key: message``)."""
+    doc = _expand(doc)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        lines = [f"{'.'.join(str(x) for x in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()]
+        raise ConfigError((f"{path}: " if path is not None else "") + "; ".join(lines)) from None
+
+
 def _expand(v: Any, where: str = "") -> Any:
     if isinstance(v, str):
         def sub(m):
@@ -260,16 +322,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         doc.update(file_doc)
     for dotted, value in (overrides or {}).items():  # before expansion: a flag may replace a ${VAR}
         set_path(doc, dotted, value)
-    doc = _expand(doc)
-    try:
-        return ExperimentConfig.model_validate(doc)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "config"
-            lines.append(f"{loc}: {err['msg']}")
-        src = f"{path}: " if path is not None else ""
-        raise ConfigError(src + "; ".join(lines)) from None
+    return _validated(ExperimentConfig, doc, path)
 
 
 def recipe_path(name: str) -> Path:

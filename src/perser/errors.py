@@ -32,6 +32,24 @@ class PerserWarning(UserWarning):
     """A counted warning: something was skipped, merged or repaired."""
 
 
+class CountedWarning(PerserWarning):
+    """One :class:`SkipLog` line as a warning that keeps its parts.
+
+    Its text is ``"source: N reason (e.g. a, b)"``; :attr:`source`, :attr:`reason`,
+    :attr:`n` and :attr:`examples` let a caller (the evaluation runner summing warnings
+    over splits) combine warnings without parsing that text.
+    """
+
+    def __init__(self, source: str, reason: str, n: int, examples: "list[str] | tuple[str, ...]" = ()) -> None:
+        self.source, self.reason, self.n, self.examples = source, reason, int(n), list(examples)
+        more = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{self.n} {reason}{more}")
+
+    def __reduce__(self):  # pickled by its parts (a warning may cross a process boundary)
+        return (type(self), (self.source, self.reason, self.n, self.examples))
+
+
 def where(path, line: int | None = None) -> str:
     """Format ``path:line`` for error messages."""
     return f"{path}:{line}" if line is not None else str(path)
@@ -66,20 +84,22 @@ class SkipLog:
     def __bool__(self) -> bool:
         return bool(self._n)
 
+    def examples(self, reason: str) -> list[str]:
+        """The example culprits recorded for ``reason`` (at most :attr:`max_examples`)."""
+        return list(self._items.get(reason) or [])
+
+    def records(self) -> list[CountedWarning]:
+        """One :class:`CountedWarning` per reason, in the order the reasons were first seen."""
+        return [CountedWarning(self.source, reason, n, self.examples(reason)) for reason, n in self._n.items()]
+
     def messages(self) -> list[str]:
         """One human-readable line per reason, with its count and examples."""
-        out = []
-        for reason, n in self._n.items():
-            ex = self._items.get(reason) or []
-            more = f" (e.g. {', '.join(ex)})" if ex else ""
-            prefix = f"{self.source}: " if self.source else ""
-            out.append(f"{prefix}{n} {reason}{more}")
-        return out
+        return [str(w) for w in self.records()]
 
     def emit(self, stacklevel: int = 2) -> None:
-        """Issue one :class:`PerserWarning` per reason."""
-        for msg in self.messages():
-            warnings.warn(msg, PerserWarning, stacklevel=stacklevel + 1)
+        """Issue one :class:`CountedWarning` (a :class:`PerserWarning`) per reason."""
+        for w in self.records():
+            warnings.warn(w, stacklevel=stacklevel + 1)
 
     def merge(self, other: "SkipLog") -> None:
         for reason, n in other._n.items():

@@ -73,7 +73,7 @@ def test_convert_writes_the_table_format_and_refuses_to_overwrite(app, tmp_path)
 
 
 def test_make_demo_passes_options(app, tmp_path, monkeypatch):
-    import perser.corpus.demo as demo
+    import perser.corpus.synthetic as demo
 
     seen = {}
 

@@ -158,13 +158,22 @@ def _with_bytes(root, spec_bytes):
     return root
 
 
+def test_label_spaces_as_a_mapping_read_like_the_list(tmp_path):
+    as_map = {**SPEC, "label_spaces": {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in SPEC["label_spaces"]}}
+    a, b = load(write_corpus(tmp_path / "list")), load(write_corpus(tmp_path / "map", spec=as_map))
+    assert a.label_spaces == b.label_spaces and sorted(b.label_spaces) == ["avd", "emotion", "tags"]
+    assert (a.ratings_in("avd")[["arousal", "valence"]].to_numpy() == b.ratings_in("avd")[["arousal", "valence"]].to_numpy()).all()
+
+
 @pytest.mark.parametrize(
     "spec, pattern",
     [
         ("name: x\nlabel_spaces: [\n", r"corpus\.yaml: malformed YAML"),
         ("- just\n- a list\n", r"corpus\.yaml: expected a mapping"),
         ("name: x\n", r"corpus\.yaml: no label_spaces declared"),
-        ("name: x\nlabel_spaces: emotion\n", r"corpus\.yaml: label_spaces must be a list"),
+        ("name: x\nlabel_spaces: emotion\n", r"corpus\.yaml: label_spaces must be a list of mappings or a mapping"),
+        ("name: x\nlabel_spaces:\n  e: categorical\n", r"corpus\.yaml: label space 'e' must be a mapping"),
+        ("name: x\nlabel_spaces:\n  e: {name: f, kind: categorical, classes: [a, b]}\n", r"label space 'e' is also named 'f'"),
         ("name: x\nlabel_spaces:\n  - kind: categorical\n    classes: [a, b]\n", r"corpus\.yaml: label space 1 has no name"),
         ("name: x\nlabel_spaces:\n  - name: e\n    kind: ordinal\n    classes: [a, b]\n", r"corpus\.yaml: label space 'e': unknown kind 'ordinal'"),
         ("name: x\nlabel_spaces:\n  - name: e\n    kind: dimensional\n    dimensions: [a]\n", r"corpus\.yaml: label space 'e': a dimensional space needs a scale"),

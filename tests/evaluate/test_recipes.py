@@ -14,14 +14,13 @@ TINY_NEURAL = {"hidden": [16], "epochs": 2, "patience": 1}
 
 
 def _tiny(cfg_methods):
-    from perser.evaluate.runner import accepted_params
     from perser.methods import get_method
 
     out = {}
     for m in cfg_methods:
         p = {**TINY_NEURAL, "steps": 2, "meta_epochs": 1, "iters_per_epoch": 2, "first_order_epochs": 1,
              "msl_epochs": 1, "n_inner_steps": 1, "k_support": 2, "k_query": 2, "min_ratings": 2}
-        sig = accepted_params(get_method(m))
+        sig = get_method(m).param_names()
         out[m] = {k: v for k, v in p.items() if k in sig}
     return out
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_evaluate_with_ssl_features_keeps_the_layers(tmp_path, monkeypatch):
-    from perser.corpus.demo import make_demo
+    from perser.corpus.synthetic import make_demo
     from perser.methods import get_method
     from perser.testing.ssl import save_tiny_model
 

@@ -183,13 +183,13 @@ def test_corpus_clip_without_path_is_reported(voices, tmp_path):
 
 
 def test_store_key_records_the_opensmile_version(monkeypatch):
-    import perser.features.base as base
-    from perser.features import make_extractor
-
+    import importlib.metadata
     from importlib.metadata import version
+
+    from perser.features import make_extractor
 
     real = make_extractor("egemaps").key
     assert make_extractor("egemaps").settings()["opensmile"] == version("opensmile")
-    monkeypatch.setattr(base, "_dist_version", lambda name: "0.0.1" if name == "opensmile" else version(name))
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.1" if name == "opensmile" else version(name))
     upgraded = make_extractor("egemaps")
     assert upgraded.settings()["opensmile"] == "0.0.1" and upgraded.key != real

@@ -102,10 +102,10 @@ def test_half_precision_on_cpu_is_close_to_fp32_under_its_own_key(precision, tmp
 
 def fake_version(monkeypatch, name: str, fake: str) -> None:
     """Pretend the installed ``name`` is version ``fake`` (as importlib.metadata would report)."""
-    import perser.features.base as base
+    import importlib.metadata
 
-    real = base._dist_version
-    monkeypatch.setattr(base, "_dist_version", lambda n: fake if n == name else real(n))
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: fake if n == name else real(n))
 
 
 def test_store_key_records_torch_and_transformers_versions(tmp_path, monkeypatch):

@@ -4,7 +4,6 @@ take the other data's weights)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

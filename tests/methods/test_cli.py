@@ -136,6 +136,65 @@ def test_cli_errors_name_the_culprit(app, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_train_refuses_a_non_empty_model_folder_unless_forced(app, tmp_path):
+    write_corpus(tmp_path / "toy", n_clips=60)
+    feats = str(tmp_path / "toy" / "feats.npz")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "README").write_text("keep me")
+    args = ["train", str(tmp_path / "toy"), "--features", feats, "--method", "consensus", "--out", str(out),
+            *TRAIN, "--epochs", "1"]
+    r = CliRunner().invoke(app, args)
+    assert isinstance(r.exception, ConfigError) and "--force" in str(r.exception) and str(out) in str(r.exception)
+    assert sorted(p.name for p in out.iterdir()) == ["README"]
+    r = CliRunner().invoke(app, [*args, "--force"])
+    assert r.exit_code == 0, r.output
+    assert (out / "config.json").is_file() and not (out / "README").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(app, [*args[:-len(TRAIN) - 4], "--out", str(empty), *TRAIN, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+
+
+def test_train_is_a_library_function_with_a_typed_config(tmp_path):
+    from perser.config import TrainConfig
+    from perser.methods import train
+
+    X, ids, W = write_corpus(tmp_path / "toy", n_clips=60)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
+        "corpus": "toy", "method": "consensus", "features": str(tmp_path / "toy" / "feats.npz"), "split": "train",
+        "params": {"hidden": [8], "epochs": 2, "seed": 1, "progress": False}}))
+    cfg = TrainConfig.from_yaml(tmp_path / "t.yaml", {"params": {"epochs": 1}})
+    assert cfg.corpus == tmp_path / "toy" and cfg.params == {"hidden": [8], "epochs": 1, "seed": 1, "progress": False}
+    lines = []
+    model = train(cfg, tmp_path / "m", echo=lines.append)
+    assert model.get_params()["epochs"] == 1 and (tmp_path / "m" / "config.json").is_file()
+    assert len(lines) == 1 and "ratings of 40 clips by 4 annotators" in lines[0]
+    assert load_model(tmp_path / "m").feature_spec["spec"] == "toy-features"
+    with pytest.raises(ConfigError, match="--force"):
+        train(cfg, tmp_path / "m")
+    (tmp_path / "bad.yaml").write_text("method: consensus\nepochs: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: epochs: Extra inputs"):
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_enroll_uses_the_path_column_when_no_corpus_names_the_clip_ids(tmp_path, monkeypatch):
+    from perser.methods import inputs
+
+    seen = []
+    monkeypatch.setattr(inputs, "audio_features", lambda model, paths, **kw: seen.append(list(paths)) or np.zeros((len(paths), 2)))
+    (tmp_path / "a.wav").write_bytes(b"")
+    pd.DataFrame({"clip_id": ["x1"], "path": ["a.wav"], "emotion": ["ang"]}).to_csv(tmp_path / "r.csv", index=False)
+    from perser.corpus.model import LabelSpace
+
+    r = inputs.read_ratings(tmp_path / "r.csv", LabelSpace("emotion", "categorical", classes=CLASSES))
+    assert r.clip_ids == ["x1"] and r.paths == [str(tmp_path / "a.wav")] and r.y.tolist() == [0]
+    X = inputs.clip_features({"spec": "egemaps"}, r.clip_ids, r.paths)
+    assert X.shape == (1, 2) and seen == [[str(tmp_path / "a.wav")]]
+    with pytest.raises(ConfigError, match="'x1' is not an audio file"):
+        inputs.clip_features({"spec": "egemaps"}, r.clip_ids)
+
+
 @pytest.mark.slow
 def test_audio_in_audio_out_with_egemaps(app, tmp_path):
     """The model remembers its feature spec: enroll and predict straight from audio files."""
@@ -161,7 +220,9 @@ def test_audio_in_audio_out_with_egemaps(app, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "m" / "config.json").read_text())["feature_spec"]["spec"] == "egemaps"
     wavs = [str(root / "wav" / f"{c}.wav") for c in ids[:6]]
-    pd.DataFrame({"path": wavs, "emotion": ["sad"] * 6}).to_csv(tmp_path / "r.csv", index=False)
+    # clip ids that name no known corpus (no --corpus, no --features): the path column is used
+    pd.DataFrame({"clip_id": [f"mine{i}" for i in range(6)], "path": wavs, "emotion": ["sad"] * 6}).to_csv(
+        tmp_path / "r.csv", index=False)
     r = cli.invoke(app, ["enroll", str(tmp_path / "m"), "-a", "gloomy", "-r", str(tmp_path / "r.csv"),
                          "--cache", store, "-o", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
@@ -178,16 +239,20 @@ def test_feature_files_written_by_extract_are_read_back(tmp_path, suffix):
     X = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
     f = Features(X=X, clip_ids=np.array(["a", "b", "c"], dtype=object), spec="egemaps", feature_names=list("wxyz"))
     path = f.save(tmp_path / f"f{suffix}")
-    X2, ids, spec = method_cmd.load_feature_file(path)
-    assert np.allclose(X2, X) and list(ids) == ["a", "b", "c"]
-    assert spec == ("egemaps" if suffix == ".npz" else f"file:f{suffix}")
+    g = Features.load(path)
+    assert np.allclose(g.X, X) and list(g.clip_ids) == ["a", "b", "c"] and g.feature_names == list("wxyz")
+    assert g.spec == ("egemaps" if suffix == ".npz" else f"file:f{suffix}")
     pd.DataFrame({"clip_id": ["a"], "f0": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(FeatureError, match="non-numeric.*f0"):
-        method_cmd.load_feature_file(tmp_path / "bad.csv")
+        Features.load(tmp_path / "bad.csv")
 
 
 def test_feature_csv_keeps_zero_padded_clip_ids(tmp_path):
-    from perser.cli.method_cmd import load_feature_file
+    from perser.features import Features
+
+    def load_feature_file(f):
+        g = Features.load(f)
+        return g.X, g.clip_ids, g.spec
 
     f = tmp_path / "feats.csv"
     pd.DataFrame({"clip_id": ["0001", "0002", "NA"], "f0": [1.0, 2.0, 3.0], "f1": [0.5, 0.25, 0.0]}).to_csv(f, index=False)

@@ -4,7 +4,6 @@ through to another criterion silently)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import typer
 
+from perser.cli._common import ReadableGroup
+
 app = typer.Typer(
     name="perser",
+    cls=ReadableGroup,
     help="Personalized speech emotion recognition: per-listener models and enrollment of new listeners.",
     no_args_is_help=True,
     add_completion=False,

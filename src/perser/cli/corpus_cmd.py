@@ -170,7 +170,7 @@ def make_demo_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Synthesise the demo corpus (speech-like audio, simulated listeners; no download)."""
-    from perser.corpus.demo import make_demo
+    from perser.corpus.synthetic import make_demo
 
     err = Console(stderr=True)
     with report_warnings(err):

@@ -16,6 +16,10 @@ def _keys_help() -> str:
     lines = []
     for name, f in ExperimentConfig.model_fields.items():
         desc = f.description or ""
+        default = f.get_default(call_default_factory=True)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        if shown is not None and shown != {} and shown != "":
+            desc = f"{desc} [default: {str(shown).lower() if isinstance(shown, bool) else shown}]".strip()
         lines.append(f"--{name.replace('_', '-')}" + (f": {desc}" if desc else ""))
     return "\n\n".join(lines)
 

@@ -52,10 +52,10 @@ def select_command(
     import pandas as pd
 
     from perser.cli._common import parse_key_value
-    from perser.cli.method_cmd import _features_for, _read_ratings
     from perser.enroll import make_strategy
     from perser.errors import ConfigError
     from perser.methods import load_model
+    from perser.methods.inputs import clip_features, read_ratings
 
     if k < 1:
         raise ConfigError(f"--k must be at least 1, got {k}")
@@ -63,17 +63,23 @@ def select_command(
     strat = make_strategy(strategy, seed=seed, **params)
     model = load_model(model_dir)
     items, col = _read_pool(pool)
-    X_pool, _ = _features_for(items, model, features, corpus, cache, progress=False)
+
+    def feats(ids, paths):
+        return clip_features(model, ids, paths, features=features, corpus=corpus, cache_dir=cache)
+
+    X_pool = feats(items if col == "clip_id" else None, items if col == "path" else None)
     rated_idx, y_in, X_out, y_out = [], None, None, None
     if ratings is not None:
-        r_items, y = _read_ratings(ratings, model.space_)
+        r = read_ratings(ratings, model.space_)
+        r_items, y = (r.clip_ids if r.clip_ids is not None else r.paths), r.y
         pos = {c: i for i, c in enumerate(items)}
         inside = np.array([c in pos for c in r_items], dtype=bool)
         rated_idx = [pos[c] for c in np.asarray(r_items, dtype=object)[inside]]
         y_in = y[inside]
         if (~inside).any():
-            outside = [c for c, m in zip(r_items, inside) if not m]
-            X_out, _ = _features_for(outside, model, features, corpus, cache, progress=False)
+            out_idx = np.flatnonzero(~inside)
+            X_out = feats(None if r.clip_ids is None else [r.clip_ids[i] for i in out_idx],
+                          None if r.paths is None else [r.paths[i] for i in out_idx])
             y_out = y[~inside]
     strat.fit(model)
     sel = strat.select(X_pool, n=k, rated=rated_idx, y=y_in, X_rated=X_out, y_rated=y_out)

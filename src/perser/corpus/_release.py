@@ -392,11 +392,11 @@ def finish(
 def progress(name: str, total: int) -> Iterator[Callable[[str], None]]:
     """A transient rich progress bar on a terminal (silent otherwise); yields ``step(description)``."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from perser._io import progress_bar
 
     console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
+    with progress_bar(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(name, total=total)
 
         def step(description: str) -> None:

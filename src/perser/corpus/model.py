@@ -18,6 +18,11 @@ A :class:`Corpus` keeps **every** annotator's rating. Its two tables are
     A row may carry values for several spaces (NaN where absent). Optional extra
     columns: ``is_self`` (a self-evaluation, e.g. IEMOCAP ``F1``/``M1``), ``other_text``
     (free text of an "Other" answer), ``secondary`` (secondary classes, ``;``-joined).
+
+:meth:`Corpus.validate` and :meth:`Corpus.describe` are a deliberate facade over
+:mod:`perser.corpus.validate` and :mod:`perser.corpus.stats`: those modules build on this
+one (they import :class:`Corpus` at the top), so the two methods import them when called,
+and this module imports nothing of the corpus package at load time.
 """
 
 from __future__ import annotations

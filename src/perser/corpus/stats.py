@@ -5,14 +5,15 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
 
 from perser.corpus.agreement import agreement, class_agreement
 from perser.corpus.consensus import rated, vote_counts
+from perser._io import jsonable
 from perser.corpus.model import Corpus
+
 
 
 def distribution(values) -> dict:
@@ -35,21 +36,6 @@ def distribution(values) -> dict:
 def _num(x: float) -> int | float:
     x = float(x)
     return int(x) if x.is_integer() else round(x, 4)
-
-
-def _clean(v):
-    """Make ``v`` JSON-ready: numpy scalars to Python, NaN to ``None``."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return None if math.isnan(float(v)) else float(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def space_summary(corpus: Corpus, space, include_agreement: bool = True) -> dict:
@@ -135,4 +121,4 @@ def describe(corpus: Corpus, agreement: bool = True) -> dict:
         d = pd.to_numeric(clips["duration"], errors="coerce")
         out["duration"] = {"hours": round(float(d.sum()) / 3600, 3), "clips_with_duration": int(d.notna().sum())}
     out["spaces"] = {name: space_summary(corpus, sp, include_agreement=agreement) for name, sp in corpus.label_spaces.items()}
-    return _clean(out)
+    return jsonable(out, nan=None)

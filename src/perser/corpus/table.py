@@ -4,7 +4,8 @@ A folder with
 
 ``corpus.yaml``
     ``name``, ``label_spaces`` (a list of ``{name, kind, classes}`` or
-    ``{name, kind: dimensional, dimensions, scale: [low, high]}``), optional
+    ``{name, kind: dimensional, dimensions, scale: [low, high]}``; or the same as a
+    mapping from name to the rest, ``{emotion: {kind: categorical, classes: [...]}}``), optional
     ``license`` (or ``licence``), ``citation``, ``description`` and ``meta`` (a
     mapping). Other keys are ignored with a counted warning naming them.
 ``clips.csv``
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from perser._io import atomic_dir
+from perser._io import atomic_dir, jsonable
 from perser.corpus._release import read_csv  # the shared CSV reader (perser.cli.method_cmd imports it from here)
 from perser.corpus.model import Corpus, LabelSpace, make_clips, make_ratings
 from perser.corpus.validate import validate_corpus
@@ -112,8 +113,18 @@ def read_spec(path: Path, log: SkipLog | None = None) -> dict:
         raise CorpusError(f"{f}: expected a mapping with name and label_spaces")
     if not spec.get("label_spaces"):
         raise CorpusError(f"{f}: no label_spaces declared")
+    if isinstance(spec["label_spaces"], dict):  # {emotion: {kind: categorical, classes: [...]}}: name -> the rest
+        spaces = []
+        for name, d in spec["label_spaces"].items():
+            if not isinstance(d, dict):
+                raise CorpusError(f"{f}: label space {name!r} must be a mapping (kind, classes or dimensions), got {d!r}")
+            if d.get("name") not in (None, name):
+                raise CorpusError(f"{f}: label space {name!r} is also named {d['name']!r}; keep one name")
+            spaces.append({"name": name, **d})
+        spec["label_spaces"] = spaces
     if not isinstance(spec["label_spaces"], list):
-        raise CorpusError(f"{f}: label_spaces must be a list of mappings, got {spec['label_spaces']!r}")
+        raise CorpusError(f"{f}: label_spaces must be a list of mappings or a mapping from name to space, "
+                          f"got {spec['label_spaces']!r}")
     for i, d in enumerate(spec["label_spaces"], start=1):
         if not isinstance(d, dict):
             raise CorpusError(f"{f}: label space {i} must be a mapping (name, kind, classes or dimensions), got {d!r}")
@@ -278,20 +289,6 @@ def resolve_paths(paths: pd.Series, root: Path) -> pd.Series:
     return pd.Series(out, index=paths.index, name=paths.name, dtype=object)
 
 
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
 def write(corpus: Corpus, out: str | Path, overwrite: bool = False, relative_paths: bool = True) -> Path:
     """Write ``corpus`` as a table-format folder ``out``; returns ``out``.
 
@@ -313,7 +310,7 @@ def write(corpus: Corpus, out: str | Path, overwrite: bool = False, relative_pat
             if corpus.meta.get(key):
                 spec[key] = corpus.meta[key]
         if meta:
-            spec["meta"] = _jsonable(meta)
+            spec["meta"] = jsonable(meta)
         (tmp / "corpus.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
         clips = corpus.clips.copy()
         if relative_paths:

@@ -7,8 +7,8 @@ When the tables were just read from files (the table format), pass ``sources``
 giving each row's line number): a culprit in row *i* is then named as ``file:line``
 (by default line ``i + 2``, after the header).
 
-The checks are vectorised (a corpus the size of MSP-Podcast validates in a few
-seconds); see ``benchmarks/corpus/``.
+The checks are vectorised; their speed on a corpus the size of MSP-Podcast is
+recorded in ``benchmarks/corpus/RESULTS.md``.
 """
 
 from __future__ import annotations

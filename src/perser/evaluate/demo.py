@@ -1,12 +1,13 @@
 """``perser demo``: the synthetic demo corpus, eGeMAPS features and every method over the K sweep.
 
-The demo corpus (:func:`perser.corpus.demo.make_demo`) has listeners of four
+The demo corpus (:func:`perser.corpus.synthetic.make_demo`) has listeners of four
 perception styles and held-out *new* listeners (``annotators.csv``: ``style``,
 ``new``), so the report can also say how often ``similar`` retrieves a seen listener
-of the new listener's own style. The settings below are chosen so that the whole demo
-runs in under two minutes on a 2-core machine (see ``benchmarks/demo/RESULTS.md``):
-1,000 clips, 60 seen and 60 new listeners (the new ones carry the statistical power of
-the unseen-listener comparison), 3 speaker-independent folds and 2 seeds.
+of the new listener's own style. The settings below keep the whole demo within a
+two-minute budget on a 2-core machine (its measured time is in
+``benchmarks/demo/RESULTS.md``): 1,000 clips, 60 seen and 60 new listeners (the new
+ones carry the statistical power of the unseen-listener comparison), 3
+speaker-independent folds and 2 seeds.
 
 The K sweep is 5, 10, 20 (``--quick``: 5, 10), not the evaluation's default 5, 10, 20,
 30, for two reasons. Time: every K is one more enrollment and prediction per new
@@ -14,7 +15,7 @@ listener, fold and seed for every method, and the demo must stay inside its two-
 budget. Listeners: the K-curves compare the same listeners at every K
 (``common_listeners``), so K=30 would exclude every listener with fewer than 30 ratings
 in the training folds from *all* K -- and the demo corpus gives some listeners as few
-as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.demo`).
+as 24 ratings in all (``MIN_RATINGS_PER_ANNOTATOR`` in :mod:`perser.corpus.synthetic.latent`).
 To see K=30 on the demo corpus, evaluate the demo's configuration
 (:func:`demo_config`) with ``k: [5, 10, 20, 30]``.
 """
@@ -58,7 +59,6 @@ QUICK_METHOD_PARAMS: dict[str, dict] = {
 
 def _accepted(params: dict[str, dict]) -> dict[str, dict]:
     """Keep only the hyper-parameters each registered method accepts (methods evolve)."""
-    from perser.evaluate.runner import accepted_params
     from perser.methods import available_methods, get_method
 
     out = {}
@@ -66,7 +66,7 @@ def _accepted(params: dict[str, dict]) -> dict[str, dict]:
         if name not in available_methods():
             continue
         try:
-            sig = accepted_params(get_method(name))
+            sig = get_method(name).param_names()
         except ImportError:
             continue
         out[name] = {k: v for k, v in p.items() if k in sig}
@@ -103,7 +103,7 @@ def build_corpus(out: Path, quick: bool = False, console=None) -> Path:
     """The demo corpus under ``out/corpus``, made once (kept when it has the wanted size)."""
     import yaml
 
-    from perser.corpus.demo import make_demo
+    from perser.corpus.synthetic import make_demo
 
     n_clips, n_ann, n_new = QUICK_CORPUS if quick else FULL_CORPUS
     folder = Path(out) / "corpus"

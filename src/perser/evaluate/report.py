@@ -24,14 +24,13 @@ import base64
 import html
 import io
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from perser._io import atomic_dir
+from perser._io import atomic_dir, package_versions
 from perser.evaluate.metrics import DESCRIPTIONS
 from perser.evaluate.scoring import base_metric, listener_gains, lower_is_better
 
@@ -42,21 +41,11 @@ HEADLINE = {
 }
 
 
+#: packages whose versions every result file records
+RESULT_PACKAGES = ("perser", "numpy", "pandas", "scipy", "scikit-learn", "torch", "opensmile", "transformers")
+
 #: shown in the HTML report and summary.csv but left out of the terminal table (width)
 TERMINAL_SKIP = {"macro_f1_balanced", "micro_f1"}
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("perser", "numpy", "pandas", "scipy", "scikit-learn", "torch", "opensmile", "transformers"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def headline_metrics(kind: str, summary: pd.DataFrame) -> list[str]:
@@ -307,7 +296,6 @@ def wide_console():
 
 def print_summary(summary: pd.DataFrame, kind: str, console=None, title: str = "") -> None:
     """The rich terminal table: per scenario, method × K with CIs and p-values."""
-    from rich.console import Console
     from rich.table import Table
 
     if console is None:
@@ -392,7 +380,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
     if out.exists() and not overwrite:
         raise ConfigError(f"run folder {out} exists; pass --overwrite (overwrite: true) to replace it")
     with atomic_dir(out) as tmp:
-        versions = package_versions()
+        versions = package_versions(*RESULT_PACKAGES, python=True, missing=None)
         resolved = cfg.resolved()
         listeners = listener_table(plan)
         chance = chance_retrieval(data, plan, cfg.style_column)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from perser.errors import ConfigError, PerserError, PerserWarning, SkipLog
+from perser.errors import ConfigError, CountedWarning, PerserError, PerserWarning, SkipLog
 from perser.evaluate.protocol import EvalData, Split
-from perser.methods.base import Personalizer, RatingSet, get_method, make_method
+from perser.methods.base import Personalizer, Predictions, RatingSet, get_method, make_method
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +45,6 @@ class RunOutput:
     skipped_methods: dict[str, str]
 
 
-def accepted_params(klass) -> set[str]:
-    """Names of the hyper-parameters ``klass`` accepts (its ``__init__`` and its bases')."""
-    out: set[str] = set()
-    for k in klass.__mro__:
-        if "__init__" in vars(k) and k is not object:
-            out |= {p for p in inspect.signature(k.__init__).parameters if p not in ("self", "args", "kwargs")}
-    return out
-
-
 def _instantiate(name: str, params: dict, seed: int, quiet: bool = True, fold: str | None = None) -> Personalizer:
     """The method with ``params``; its ``seed``/``random_state`` set to the protocol seed
     and its own progress bar off (``quiet``) unless given. A ``checkpoint_dir`` becomes
@@ -62,7 +52,7 @@ def _instantiate(name: str, params: dict, seed: int, quiet: bool = True, fold: s
     its own checkpoint (one folder for all would hand one split's model to the next)."""
     klass = get_method(name)
     params = dict(params)
-    sig = accepted_params(klass)
+    sig = set(klass.param_names())
     if params.get("checkpoint_dir") and fold is not None:
         parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", x) for x in (name, f"seed{seed}-fold{fold}")]  # safe folder names
         params["checkpoint_dir"] = str(Path(params["checkpoint_dir"]).joinpath(*parts))
@@ -151,11 +141,24 @@ def run_plan(
         raise ConfigError("no method can run on this label space")
     for name in names:  # a misspelt hyper-parameter fails now, not after the other methods' fits
         _instantiate(name, methods[name], plan[0].seed if plan else 0)
-    ann_rows: dict[str, dict[str, int]] = {}
-    for i, (c, a) in enumerate(zip(data.ratings["clip_id"].to_numpy(), data.ratings["annotator_id"].to_numpy())):
-        ann_rows.setdefault(a, {})[c] = i
-    timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0, "n_enroll": 0}
-               for m in names}
+    run = _Run(data, methods, names, threshold, share_fits, enroll_threads,
+               _Bar(progress, _n_steps(plan, names, strategies)), strategies)
+    with run.bar:
+        for split in plan:
+            train = None
+            for name in names:
+                if (name, split.fit_key) not in run.fitted:
+                    train = train if train is not None else _train_set(data, split)
+                    run.fit(name, split, train)
+                run.bar.describe(f"enroll {name} (seed {split.seed}, fold {split.fold})")
+                with _torch_threads(enroll_threads):
+                    run.predict_split(name, split)
+    run.fit_warnings.emit()
+    return RunOutput(run.blocks, run.timings, skipped)
+
+
+def _n_steps(plan: list[Split], names: list[str], strategies) -> int:
+    """Progress steps of a run: one per fit (per distinct fit key) and per (listener, K) enrollment."""
     total = 0
     fit_keys = set()
     for s in plan:
@@ -165,105 +168,145 @@ def run_plan(
         if s.fit_key not in fit_keys:
             total += len(names)
             fit_keys.add(s.fit_key)
-    blocks: list[Block] = []
-    fit_warnings = _FitWarnings()
-    bar = _progress() if progress else None
-    fitted: dict[tuple, Personalizer] = {}
-    with bar if bar is not None else nullcontext():
-        task = bar.add_task("evaluating", total=total) if bar is not None else None
-        shared: dict[tuple, Personalizer] = {}
-        for s in plan:
-            train = None
-            for name in names:
-                key = (name, s.fit_key)
-                if key not in fitted:
-                    if bar is not None:
-                        bar.update(task, description=f"fit {name} (seed {s.seed}, fold {s.fold})")
-                    if train is None:
-                        train = _train_set(data, s)
-                    _seed_everything(s.seed)
-                    m = _instantiate(name, methods[name], s.seed, fold=s.fold)
-                    sig = _fit_signature(m) if share_fits else None
-                    shared = {k: v for k, v in shared.items() if k[0] == s.fit_key}
+    return total
+
+
+class _Bar:
+    """The run's progress bar, or nothing when ``progress`` is off."""
+
+    def __init__(self, progress: bool, total: int) -> None:
+        from perser._io import progress_bar
+
+        self.bar = progress_bar() if progress else None
+        self.total = total
+        self.task = None
+
+    def __enter__(self) -> "_Bar":
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.task = self.bar.add_task("evaluating", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+
+class _Run:
+    """The state of one :func:`run_plan` call: fitted methods, timings, blocks and warnings."""
+
+    def __init__(self, data: EvalData, methods: dict[str, dict], names: list[str], threshold: float | None,
+                 share_fits: bool, enroll_threads: int | None, bar: _Bar, strategies) -> None:
+        self.data, self.methods, self.threshold, self.share_fits, self.bar = data, methods, threshold, share_fits, bar
+        self.strategies = strategies
+        self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0,
+                            "n_enroll": 0} for m in names}
+        self.blocks: list[Block] = []
+        self.fit_warnings = _FitWarnings()
+        #: (method, fit key) -> fitted method, for the current fit key only
+        self.fitted: dict[tuple, Personalizer] = {}
+        #: (fit key, fit signature) -> the method fitted with that signature, for the current fit key only
+        self.shared: dict[tuple, Personalizer] = {}
+        #: annotator -> clip id -> row of data.ratings
+        self.rows: dict[str, dict[str, int]] = {}
+        for i, (c, a) in enumerate(zip(data.ratings["clip_id"].to_numpy(), data.ratings["annotator_id"].to_numpy())):
+            self.rows.setdefault(a, {})[c] = i
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, name: str, s: Split, train: RatingSet) -> None:
+        """Fit method ``name`` on split ``s`` (or adopt an equal fit of this split), timing it
+        and collecting its warnings."""
+        self.bar.describe(f"fit {name} (seed {s.seed}, fold {s.fold})")
+        _seed_everything(s.seed)
+        m = _instantiate(name, self.methods[name], s.seed, fold=s.fold)
+        sig = _fit_signature(m) if self.share_fits else None
+        self.shared = {k: v for k, v in self.shared.items() if k[0] == s.fit_key}
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PerserWarning)
+            if sig is not None and (s.fit_key, sig) in self.shared:
+                m.adopt_fit(self.shared[(s.fit_key, sig)], train)
+                self.timings[name]["n_shared_fit"] += 1
+            else:
+                m.fit(train, None)
+                self.timings[name]["n_fit"] += 1
+                if sig is not None:
+                    self.shared[(s.fit_key, sig)] = m
+        self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}")
+        self.timings[name]["fit_s"] += time.perf_counter() - t0
+        self.fitted = {k: v for k, v in self.fitted.items() if k[1] == s.fit_key}
+        self.fitted[(name, s.fit_key)] = m
+        self.bar.advance()
+
+    # ------------------------------------------------------------- predict
+    def predict_split(self, name: str, s: Split) -> None:
+        """Enroll every listener of split ``s`` at each of their K and predict their test clips."""
+        m = self.fitted[(name, s.fit_key)]
+        data = self.data
+        shared_pred = None  # a method that ignores the profile predicts the fold once
+        for scen, assigns in s.assignments.items():
+            for a in assigns:
+                rows = self.rows[a.annotator]
+                y_test = data.y_all[[rows[c] for c in a.test]]
+                Xt = data.X[data.rows(a.test)]
+                own = _seen_profile(m, a.annotator) if scen == "seen" else None
+                for bname, enr in self.strategies.enrollments(
+                        name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
+                    k = len(enr)
                     t0 = time.perf_counter()
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always", PerserWarning)
-                        if sig is not None and (s.fit_key, sig) in shared:
-                            m.adopt_fit(shared[(s.fit_key, sig)], train)
-                            timings[name]["n_shared_fit"] += 1
-                        else:
-                            m.fit(train, None)
-                            timings[name]["n_fit"] += 1
-                            if sig is not None:
-                                shared[(s.fit_key, sig)] = m
-                    fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}")
-                    timings[name]["fit_s"] += time.perf_counter() - t0
-                    fitted = {k: v for k, v in fitted.items() if k[1] == s.fit_key}
-                    fitted[key] = m
-                    if bar is not None:
-                        bar.advance(task)
-                m = fitted[key]
-                if bar is not None:
-                    bar.update(task, description=f"enroll {name} (seed {s.seed}, fold {s.fold})")
-                with _torch_threads(enroll_threads):
-                    shared_pred = None  # a method that ignores the profile predicts the fold once
-                    for scen, assigns in s.assignments.items():
-                        for a in assigns:
-                            rows = ann_rows[a.annotator]
-                            test_ids = np.asarray(a.test, dtype=object)
-                            y_test = data.y_all[[rows[c] for c in a.test]]
-                            Xt = data.X[data.rows(a.test)]
-                            own = _seen_profile(m, a.annotator) if scen == "seen" else None
-                            for bname, enr in strategies.enrollments(
-                                    name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
-                                k = len(enr)
-                                Xe = data.X[data.rows(enr)]
-                                ye = data.y_all[[rows[c] for c in enr]]
-                                t0 = time.perf_counter()
-                                prof = own if own is not None else m.enroll(Xe, ye, a.annotator)
-                                t1 = time.perf_counter()
-                                if m.personalized or shared_pred is None:
-                                    if not m.personalized:
-                                        all_ids = np.asarray(s.test_clips, dtype=object)
-                                        shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
-                                                       m.predict(prof, data.X[data.rows(all_ids)]))
-                                    else:
-                                        pred = m.predict(prof, Xt)
-                                if not m.personalized:
-                                    pos, full = shared_pred
-                                    idx = [pos[c] for c in a.test]
-                                    proba = None if full.proba is None else np.asarray(full.proba)[idx]
-                                    values = None if full.values is None else np.asarray(full.values)[idx]
-                                    thr = full.threshold
-                                else:
-                                    proba, values, thr = pred.proba, pred.values, pred.threshold
-                                t2 = time.perf_counter()
-                                timings[name]["enroll_s"] += t1 - t0
-                                timings[name]["predict_s"] += t2 - t1
-                                timings[name]["n_enroll"] += 1
-                                _check_pred(name, data, proba, values, len(a.test))
-                                blocks.append(Block(
-                                    bname, scen, int(k), int(s.seed), str(s.fold), str(a.annotator), test_ids, y_test,
-                                    None if proba is None else np.asarray(proba, dtype=np.float64),
-                                    None if values is None else np.asarray(values, dtype=np.float64),
-                                    float(threshold if threshold is not None else (thr if thr is not None else 0.5)),
-                                    dict(prof.data) if prof is not None else {},
-                                ))
-                                if bar is not None:
-                                    bar.advance(task)
-    fit_warnings.emit()
-    return RunOutput(blocks, timings, skipped)
+                    prof = own if own is not None else m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
+                                                                 a.annotator)
+                    t1 = time.perf_counter()
+                    if m.personalized:
+                        pred = m.predict(prof, Xt)
+                        proba, values, thr = pred.proba, pred.values, pred.threshold
+                    else:
+                        if shared_pred is None:
+                            all_ids = np.asarray(s.test_clips, dtype=object)
+                            shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
+                                           m.predict(prof, data.X[data.rows(all_ids)]))
+                        proba, values, thr = _rows_of(shared_pred, a.test)
+                    t2 = time.perf_counter()
+                    t = self.timings[name]
+                    t["enroll_s"] += t1 - t0
+                    t["predict_s"] += t2 - t1
+                    t["n_enroll"] += 1
+                    _check_pred(name, data, proba, values, len(a.test))
+                    self.blocks.append(Block(
+                        bname, scen, int(k), int(s.seed), str(s.fold), str(a.annotator),
+                        np.asarray(a.test, dtype=object), y_test,
+                        None if proba is None else np.asarray(proba, dtype=np.float64),
+                        None if values is None else np.asarray(values, dtype=np.float64),
+                        float(self.threshold if self.threshold is not None else (thr if thr is not None else 0.5)),
+                        dict(prof.data) if prof is not None else {},
+                    ))
+                    self.bar.advance()
 
 
-_COUNTED = re.compile(r"^(?P<source>[^:]+): (?P<n>\d+) (?P<reason>.+?)(?: \(e\.g\. (?P<ex>.*)\))?$", re.S)
+def _rows_of(shared_pred: tuple[dict, Predictions], clips) -> tuple:
+    """``(proba, values, threshold)`` of ``clips`` from one prediction of a whole fold."""
+    pos, full = shared_pred
+    idx = [pos[c] for c in clips]
+    proba = None if full.proba is None else np.asarray(full.proba)[idx]
+    values = None if full.values is None else np.asarray(full.values)[idx]
+    return proba, values, full.threshold
 
 
 class _FitWarnings:
     """Counted warnings of the methods' fits, reported once per run instead of once per split.
 
-    A :class:`~perser.errors.SkipLog` line (``source: N reason (e.g. a, b)``) repeated
-    over splits becomes one line with the counts summed over the splits; any other
-    warning is re-issued once per split, naming the split.
+    A :class:`~perser.errors.CountedWarning` (a :class:`~perser.errors.SkipLog` line)
+    repeated over splits becomes one line with the counts summed over the splits; any
+    other :class:`~perser.errors.PerserWarning` is re-issued once per split, naming the
+    split; other warnings pass through at once.
     """
 
     def __init__(self) -> None:
@@ -276,26 +319,23 @@ class _FitWarnings:
             if not issubclass(w.category, PerserWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
                 continue
-            msg = str(w.message)
-            m = _COUNTED.match(msg)
-            if m is None:
-                self.other.append((f"{msg} ({where})", w.category))
+            c = w.message
+            if not isinstance(c, CountedWarning):
+                self.other.append((f"{c} ({where})", w.category))
                 continue
-            log = self.logs.setdefault(m["source"], SkipLog(m["source"]))
-            examples = [e for e in (m["ex"] or "").split(", ") if e]
-            log.add(m["reason"], examples[0] if examples else "", n=int(m["n"]))
-            for e in examples[1:]:
-                log.add(m["reason"], e, n=0)
-            self.splits.setdefault((m["source"], m["reason"]), set()).add(where)
+            log = self.logs.setdefault(c.source, SkipLog(c.source))
+            log.add(c.reason, c.examples[0] if c.examples else "", n=c.n)
+            for e in c.examples[1:]:
+                log.add(c.reason, e, n=0)
+            self.splits.setdefault((c.source, c.reason), set()).add(where)
 
     def emit(self) -> None:
         for source, log in self.logs.items():
-            for reason, n in log.counts().items():
-                ex = log._items.get(reason) or []
-                n_splits = len(self.splits[(source, reason)])
+            for c in log.records():
+                n_splits = len(self.splits[(source, c.reason)])
                 where = f" in {n_splits} fits (summed over seeds and folds)" if n_splits > 1 else ""
-                more = f" (e.g. {', '.join(dict.fromkeys(ex))})" if ex else ""
-                warnings.warn(f"{source}: {n} {reason}{where}{more}", PerserWarning, stacklevel=3)
+                more = f" (e.g. {', '.join(dict.fromkeys(c.examples))})" if c.examples else ""
+                warnings.warn(f"{source}: {c.n} {c.reason}{where}{more}", PerserWarning, stacklevel=3)
         for msg, cat in self.other:
             warnings.warn(msg, cat, stacklevel=3)
 
@@ -318,10 +358,9 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 def _fit_signature(m: Personalizer) -> tuple | None:
     """The method's fit signature (``None``: its fit is its own)."""
-    fn = getattr(m, "fit_signature", None)
-    if fn is None or not callable(getattr(m, "adopt_fit", None)):
+    if not (m.has("fit_signature") and m.has("adopt_fit")):
         return None
-    sig = fn()
+    sig = m.fit_signature()
     if sig is None:
         return None
     try:
@@ -333,11 +372,10 @@ def _fit_signature(m: Personalizer) -> tuple | None:
 
 def _seen_profile(m: Personalizer, annotator: str):
     """A seen listener's own profile where the method keeps one (e.g. their output head)."""
-    fn = getattr(m, "seen_profile", None)
-    if fn is None:
+    if not m.has("seen_profile"):
         return None
     try:
-        return fn(annotator)
+        return m.seen_profile(annotator)
     except PerserError:  # e.g. too few ratings for a head of their own: enroll instead
         return None
 
@@ -361,10 +399,3 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:  # pragma: no cover
         pass
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=False)

@@ -7,31 +7,14 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["Job", "Sink", "Extractor", "FORMAT_VERSION", "library_versions"]
+__all__ = ["Job", "Sink", "Extractor", "FORMAT_VERSION"]
 
 #: Bumped when perser changes how stored features are computed or laid out.
 FORMAT_VERSION = 1
-
-
-def library_versions(*names: str) -> dict[str, str]:
-    """Installed versions of the libraries that compute an extractor's numbers, for its store key.
-
-    An upgrade of any of them may change the features, so it makes a new key (a fresh
-    extraction) rather than mixing old and new numbers in one store folder.
-    """
-    out = {}
-    for name in names:
-        try:
-            out[name] = _dist_version(name)
-        except PackageNotFoundError:
-            out[name] = "unknown"
-    return out
 
 
 @dataclass(frozen=True)

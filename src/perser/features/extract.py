@@ -95,10 +95,13 @@ class Features:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``.npz`` (any shape), ``.parquet`` or ``.csv`` (2-D), atomically."""
+        from perser._io import atomic_file
+
         path = Path(path)
         suffix = path.suffix.lower()
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        try:
+        if suffix not in self.FILE_SUFFIXES:
+            raise ConfigError(f"{path}: unknown feature file format {suffix!r}; use .npz, .parquet or .csv")
+        with atomic_file(path) as tmp:
             if suffix == ".npz":
                 with open(tmp, "wb") as f:
                     np.savez(
@@ -107,21 +110,59 @@ class Features:
                     )
             elif suffix == ".parquet":
                 self.frame().to_parquet(tmp)
-            elif suffix == ".csv":
-                self.frame().to_csv(tmp)
             else:
-                raise ConfigError(f"{path}: unknown feature file format {suffix!r}; use .npz, .parquet or .csv")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+                self.frame().to_csv(tmp)
         return path
+
+    #: suffixes of the feature files :meth:`save` writes and :meth:`load` reads
+    FILE_SUFFIXES = (".npz", ".parquet", ".csv")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Features":
-        """Read a ``.npz`` written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            names = z["feature_names"].tolist()
-            return cls(X=z["X"], clip_ids=z["clip_ids"].astype(object), spec=str(z["spec"]), feature_names=names or None)
+        """Read a feature file: the twin of :meth:`save`.
+
+        ``.npz`` holds arrays ``X`` and ``clip_ids`` (and ``spec``, ``feature_names`` when
+        :meth:`save` wrote it); ``.parquet`` and ``.csv`` hold a table indexed by, or with a
+        column, ``clip_id``. Clip ids are read as text (``"0001"`` stays ``"0001"``, ``"NA"``
+        is an id). A file not written by :meth:`save` gets the spec ``file:<name>``.
+        Errors (:class:`~perser.errors.FeatureError`) name the file, and the line of an
+        empty clip id.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FeatureError(f"{path}: no such feature file")
+        suffix = path.suffix.lower()
+        if suffix not in cls.FILE_SUFFIXES:
+            raise FeatureError(f"{path}: unknown feature file format {suffix!r}; use .npz, .parquet or .csv")
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "X" not in z or "clip_ids" not in z:
+                    raise FeatureError(f"{path}: a feature .npz needs arrays 'X' and 'clip_ids' (has {sorted(z.files)})")
+                names = z["feature_names"].tolist() if "feature_names" in z else []
+                return cls(X=z["X"].astype(np.float32), clip_ids=z["clip_ids"].astype(str).astype(object),
+                           spec=str(z["spec"]) if "spec" in z else f"file:{path.name}", feature_names=names or None)
+        if suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:  # clip ids are text ("0001" must not come back as 1 and miss the corpus's clip; "NA" is an id)
+            df = pd.read_csv(path, dtype={"clip_id": str}, keep_default_na=False, na_values=[""])
+        if "clip_id" in df.columns:
+            if df["clip_id"].isna().any():
+                raise FeatureError(f"{path}:{int(df['clip_id'].isna().to_numpy().nonzero()[0][0]) + 2}: empty clip_id")
+            df = df.set_index("clip_id")
+        elif df.index.name != "clip_id":
+            raise FeatureError(f"{path}: a feature table needs a 'clip_id' column or index")
+        try:
+            X = df.to_numpy(dtype=np.float32)
+        except (TypeError, ValueError):
+            bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+            raise FeatureError(f"{path}: non-numeric feature columns {bad[:5]}") from None
+        return cls(X=X, clip_ids=df.index.astype(str).to_numpy(dtype=object), spec=f"file:{path.name}",
+                   feature_names=[str(c) for c in df.columns])
+
+    @staticmethod
+    def is_file_spec(spec: str) -> bool:
+        """Whether a ``--features`` value names a feature file (by its suffix) rather than an extractor."""
+        return Path(str(spec)).suffix.lower() in Features.FILE_SUFFIXES
 
 
 # -------------------------------------------------------------------- inputs
@@ -259,12 +300,10 @@ def _progress(progress):
     """A rich progress display (``progress`` True, or the rich Console to draw on), or nothing."""
     if progress is None or progress is False:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from perser._io import progress_bar
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn.make(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=None if progress is True else progress,
+    return progress_bar(
+        _RateColumn.make(), eta=True, console=None if progress is True else progress,
         auto_refresh=False,  # no display thread: openSMILE workers are forked while the bar is up
     )
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from perser.audio import SILENCE_PEAK, read_audio
 from perser.errors import FeatureError
-from perser.features.base import Extractor, Job, Sink, library_versions
+from perser._io import package_versions
+from perser.features.base import Extractor, Job, Sink
 
 __all__ = ["OpenSmileExtractor", "FEATURE_SETS"]
 
@@ -112,7 +113,7 @@ class OpenSmileExtractor(Extractor):
             "extractor": "opensmile",
             "feature_set": self.feature_set,
             "level": "functionals",
-            **library_versions("opensmile"),
+            **package_versions("opensmile"),
             "sample_rate": self.sample_rate,
         }
 

@@ -43,10 +43,11 @@ import numpy as np
 
 from perser.audio import SILENCE_PEAK, audio_info, read_audio, split_chunks
 from perser.errors import FeatureError
-from perser.features.base import Extractor, Job, Sink, library_versions
+from perser._io import package_versions
+from perser.features.base import Extractor, Job, Sink
 from perser.features.store import file_digest
 
-__all__ = ["SSLExtractor", "resolve_model_dir", "model_fingerprint", "weight_files", "POOLINGS"]
+__all__ = ["SSLExtractor", "resolve_model_dir", "encoder_fingerprint", "weight_files", "POOLINGS"]
 
 POOLINGS = ("mean", "mean+std")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -93,8 +94,8 @@ def weight_files(model_dir: Path) -> list[Path]:
     return weights
 
 
-def model_fingerprint(model_dir: Path, digest=file_digest) -> str:
-    """Hash of a model folder's config files and weight files' contents.
+def encoder_fingerprint(model_dir: Path, digest=file_digest) -> str:
+    """Hash of a speech encoder folder's config files and weight files' contents (part of the store key).
 
     ``digest(path)`` hashes one weight file; pass a cached one (see
     :meth:`perser.features.store.FeatureStore.content_hashes`) to hash each file once.
@@ -203,7 +204,7 @@ class SSLExtractor(Extractor):
     @cached_property
     def fingerprint(self) -> str:
         """Hash of the model's configs and weights (computed when the store key is first needed)."""
-        return model_fingerprint(self.model_dir, self._digest)
+        return encoder_fingerprint(self.model_dir, self._digest)
 
     def key_files(self) -> list[str]:
         return [str(f.resolve()) for f in self._weights]
@@ -245,7 +246,7 @@ class SSLExtractor(Extractor):
             "chunk_seconds": self.chunk_seconds,
             # padding without a mask changes the numbers; with a mask it changes nothing
             **({"pad_unmasked": True} if self.pad_unmasked and not self.use_mask else {}),
-            **library_versions("torch", "transformers"),  # an upgrade may change the numbers
+            **package_versions("torch", "transformers"),  # an upgrade may change the numbers
         }
 
     def meta(self) -> dict:

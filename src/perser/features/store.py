@@ -29,9 +29,11 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
+
+from perser._io import atomic_write
 
 __all__ = ["FeatureStore", "default_cache_dir", "file_digest", "DIGEST_CHARS"]
 
@@ -52,24 +54,9 @@ def file_digest(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:DIGEST_CHARS]
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """``write(f)`` into a temporary sibling of ``path``, then rename it over ``path``.
-
-    The temporary file is ``.tmp-<hex>.part``: it never matches an entry's, index file's or
-    meta file's name, so a writer killed before the rename leaves nothing that is read.
-    """
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data))
+# Every write goes through perser._io.atomic_write: a temporary ``.tmp-<hex>.part`` file
+# renamed into place; the name never matches an entry's, index file's or meta file's, so a
+# writer killed before the rename leaves nothing that is read.
 
 
 def _by_age(files) -> list[tuple[int, str, Path]]:
@@ -211,7 +198,7 @@ class FeatureStore:
             lines = [f"{p}\t{s}\t{m}\t{i}\t{d}\n" for p, (s, m, i, d) in self._index.items()
                      if "\t" not in p and "\n" not in p]
         if lines:
-            _atomic_write_bytes(self._hash_dir / f"{uuid.uuid4().hex}.tsv", "".join(lines).encode("utf-8"))
+            atomic_write(self._hash_dir / f"{uuid.uuid4().hex}.tsv", "".join(lines).encode("utf-8"))
         if len(files) >= _MAX_INDEX_FILES:
             for f in files:
                 f.unlink(missing_ok=True)
@@ -247,7 +234,7 @@ class FeatureStore:
         if path.parent not in self._made_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(path.parent)
-        _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
+        atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(value), allow_pickle=False))
         return path
 
     def keys(self, key: str) -> list[str]:
@@ -264,7 +251,7 @@ class FeatureStore:
         if path.is_file():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode("utf-8"))
+        atomic_write(path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode("utf-8"))
 
     def read_meta(self, key: str) -> dict | None:
         path = self.root / key / "meta.json"

@@ -13,14 +13,18 @@ Features ``X`` are ``float32 [n, d]`` vectors or ``[n, layers, dim]`` SSL arrays
 
 from __future__ import annotations
 
+import inspect
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar, Hashable
 
 import numpy as np
 import pandas as pd
 
+from perser._io import json_default
+from perser._io import json_default as _json_default  # noqa: F401  (still imported from here by serve/app.py, meta.py, neural.py)
 from perser.corpus.model import Corpus, LabelSpace
 from perser.errors import ConfigError, CorpusError, PerserError
 
@@ -172,12 +176,13 @@ class Profile:
 
     def save(self, path: str | Path) -> Path:
         """Write ``profile.json`` (+ ``profile.safetensors``) into folder ``path``."""
-        from perser.methods.persist import atomic_dir, save_tensors
+        from perser._io import atomic_dir
+        from perser.methods.persist import save_tensors
 
         path = Path(path)
         with atomic_dir(path) as tmp:
             doc = {"method": self.method, "annotator": self.annotator, "data": self.data}
-            (tmp / "profile.json").write_text(json.dumps(doc, indent=2, default=_json_default), encoding="utf-8")
+            (tmp / "profile.json").write_text(json.dumps(doc, indent=2, default=json_default), encoding="utf-8")
             if self.tensors:
                 save_tensors(self.tensors, tmp / "profile.safetensors")
         return path
@@ -196,53 +201,123 @@ class Profile:
                    tensors=load_tensors(t) if t.is_file() else {})
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 # ---------------------------------------------------------------------- interface
-class Personalizer:
-    """Base class of personalization methods (scikit-learn spirit).
+class Personalizer(ABC):
+    """The contract of a personalization method (scikit-learn spirit).
 
     Hyper-parameters are keyword arguments of ``__init__`` stored as attributes of the
-    same name, with no work done there; learning happens in :meth:`fit`.
+    same name, with no work done there (:meth:`param_names`, :meth:`get_params`);
+    learning happens in :meth:`fit`. A method implements :meth:`fit`, :meth:`enroll` and
+    :meth:`predict`; one whose models can be kept implements :meth:`save` and
+    :meth:`load` too (every registered method does).
+
+    **Fitted attributes** (set by :meth:`fit` and by :meth:`load`; callers such as the
+    evaluation runner and the HTTP service read them):
+
+    ``space_`` : :class:`~perser.corpus.LabelSpace`
+        The label space the method was fitted on; :meth:`predict` answers in it.
+    ``input_shape_`` : tuple of int
+        The shape of one clip's features (``(88,)`` for eGeMAPS, ``(layers, dim)`` for SSL).
+    ``feature_spec`` : dict or None
+        How the input features were made (``spec``, ``settings``; set by
+        :func:`perser.methods.train` or the caller before :meth:`save`, kept in the model
+        folder); ``None`` when unknown.
+
+    **Optional capabilities**: each is ``None`` on a method that lacks it and a method
+    on one that has it (:meth:`has` tells which):
+
+    ``seen_profile(annotator) -> Profile``
+        A seen annotator's own profile (e.g. their output head), used for seen listeners
+        instead of enrolling them; raises :class:`~perser.errors.PerserError` for an
+        annotator without one.
+    ``fit_signature() -> hashable or None``
+        What determines the fitted network; two methods with equal signatures fitted on
+        the same data are interchangeable (``None``: this fit is its own).
+    ``adopt_fit(other, train) -> self``
+        Take a copy of ``other``'s fit (equal :meth:`fit_signature`, same ``train``)
+        instead of fitting.
     """
 
-    #: registry name, set by :func:`register`
+    #: registry name (the first name the class was registered under, see :func:`register`)
     name: ClassVar[str] = ""
     #: label-space kinds the method supports
     kinds: ClassVar[tuple[str, ...]] = ("categorical", "multilabel", "dimensional")
     #: whether predictions depend on the profile
     personalized: ClassVar[bool] = True
+    #: names of the optional capabilities (see the class docstring)
+    CAPABILITIES: ClassVar[tuple[str, ...]] = ("seen_profile", "fit_signature", "adopt_fit")
 
+    # fitted attributes (declared for readers; set by fit/load)
+    space_: LabelSpace
+    input_shape_: tuple[int, ...]
+    feature_spec: dict | None = None
+
+    # optional capabilities: None unless the method has them
+    seen_profile: Callable[[str], Profile] | None = None
+    fit_signature: Callable[[], Hashable | None] | None = None
+    adopt_fit: Callable[["Personalizer", RatingSet], "Personalizer"] | None = None
+
+    @abstractmethod
     def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "Personalizer":
-        raise NotImplementedError
+        """Learn from the seen annotators' ratings ``train`` (``valid``: held-out ratings
+        for early stopping, where the method uses any); returns ``self``.
 
+        Sets the fitted attributes. Raises :class:`~perser.errors.ConfigError` for a label
+        space the method does not support (:attr:`kinds`)."""
+
+    @abstractmethod
     def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
-        raise NotImplementedError
+        """A new listener's :class:`Profile` from K rated clips: features ``X`` ``[K, ...]``
+        and targets ``y`` encoded by the fitted space (see the module docstring).
 
+        Never changes the fitted method: enrolling one listener cannot affect another."""
+
+    @abstractmethod
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
-        raise NotImplementedError
+        """The listener's predictions for clips ``X`` ``[n, ...]`` (``profile`` ``None``:
+        no particular listener, e.g. the consensus).
+
+        Deterministic: the same profile and clips give the same numbers."""
 
     def save(self, path: str | Path) -> Path:
-        raise NotImplementedError
+        """Write the fitted method as a model folder (see :mod:`perser.methods.persist`),
+        atomically; returns ``path``. :func:`perser.methods.load_model` reads it back."""
+        raise ConfigError(f"method {self.name or type(self).__name__!r} cannot be saved")
 
     @classmethod
     def load(cls, path: str | Path) -> "Personalizer":
-        raise NotImplementedError
+        """The method saved in model folder ``path`` by :meth:`save`, ready to enroll and predict."""
+        raise ConfigError(f"method {cls.name or cls.__name__!r} cannot be loaded from {path}")
 
     # helpers ------------------------------------------------------------------
-    def get_params(self) -> dict:
-        import inspect
+    def has(self, capability: str) -> bool:
+        """Whether this method has the optional ``capability`` (one of :attr:`CAPABILITIES`)."""
+        if capability not in self.CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; known: {', '.join(self.CAPABILITIES)}")
+        return callable(getattr(self, capability, None))
 
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The hyper-parameters this class accepts: the named parameters of its ``__init__``,
+        followed by those of the bases' ``__init__`` for as long as each passes ``**kwargs`` on."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            if klass is object:
+                break
+            params = inspect.signature(init).parameters.values()
+            for p in params:
+                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
+                    names.append(p.name)
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return names
+
+    def get_params(self) -> dict:
+        """The hyper-parameters (:meth:`param_names`) and their values."""
+        return {p: getattr(self, p) for p in self.param_names() if hasattr(self, p)}
 
     def check_space(self, space: LabelSpace) -> None:
         if space.kind not in self.kinds:
@@ -262,7 +337,11 @@ _REGISTRY: dict[str, str] = {
 
 
 def register(name: str, target: str) -> None:
-    """Register a method class (``"module:Class"``) under ``name``."""
+    """Register a method class (``"module:Class"``) under ``name``.
+
+    The class's :attr:`Personalizer.name` (what its models and profiles record) is the
+    first name its target was registered under: registering a second name for the same
+    target makes an alias, which finds the class without renaming it."""
     _REGISTRY[name] = target
 
 
@@ -280,7 +359,7 @@ def get_method(name: str) -> type[Personalizer]:
         raise ConfigError(f"unknown method {name!r}; available: {', '.join(_REGISTRY)}") from None
     mod, cls = target.split(":")
     klass = getattr(importlib.import_module(mod), cls)
-    klass.name = name
+    klass.name = next(n for n, t in _REGISTRY.items() if t == target)  # an alias does not rename the class
     return klass
 
 

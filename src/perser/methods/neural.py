@@ -31,11 +31,9 @@ from perser.errors import ConfigError, FeatureError
 from perser.methods.base import Personalizer, Predictions, Profile, RatingSet, _json_default
 from perser.methods.losses import class_balanced_weights, loss_for, training_targets
 from perser.methods.nets import HeadedNet, Standardizer, activate, from_unit, load_numpy_state, state_to_numpy
-from perser.methods.persist import atomic_dir, load_tensors, save_tensors
-from perser.methods.training import TrainConfig, TrainResult
-
-FORMAT = "perser-model/1"
-
+from perser._io import atomic_dir
+from perser.methods.persist import FORMAT, load_tensors, read_config, save_tensors
+from perser.methods.training import TrainConfig
 
 def versions() -> dict[str, str]:
     import perser
@@ -344,24 +342,6 @@ class NeuralPersonalizer(Personalizer):
         obj.net_.eval()
         obj._restore(cfg.get("state", {}), arrays)
         return obj
-
-
-def read_config(path: str | Path) -> dict:
-    """``config.json`` of a model folder, checked for the keys every model has."""
-    path = Path(path)
-    f = path / "config.json"
-    if not f.is_file():
-        raise ConfigError(f"{path} is not a perser model folder (no config.json)")
-    try:
-        cfg = json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{f}: malformed JSON: {e}") from None
-    missing = [k for k in ("method", "params", "space", "input_shape") if k not in cfg]
-    if missing:
-        raise ConfigError(f"{f}: missing keys {missing}")
-    if not (path / "model.safetensors").is_file():
-        raise ConfigError(f"{path}: model.safetensors is missing")
-    return cfg
 
 
 def data_fingerprint(rs: RatingSet) -> str:

@@ -45,8 +45,8 @@ from torch import nn
 
 from perser.errors import ConfigError
 from perser.methods import distributed
-from perser.methods.base import _json_default
-from perser.methods.persist import atomic_dir, load_tensors, save_tensors
+from perser._io import atomic_dir, json_default as _json_default
+from perser.methods.persist import load_tensors, save_tensors
 
 BatchLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
 ValidLoss = Callable[[nn.Module], float]

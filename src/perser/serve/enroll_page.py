@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from perser.errors import ConfigError, FeatureError, PerserError
+from perser.errors import ConfigError, PerserError
 
 STATIC = Path(__file__).with_name("static")
 #: files the page serves from :data:`STATIC`
@@ -111,29 +111,12 @@ class EnrollmentPool:
         if missing:
             raise ConfigError(f"enrollment pool {source}: audio file {missing[0]!r} does not exist"
                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        from perser.methods.inputs import clip_features
+
         if features is not None:
-            from perser.cli.method_cmd import load_feature_file
-
-            X_all, f_ids, _ = load_feature_file(features)
-            pos = {str(c): i for i, c in enumerate(f_ids.tolist())}
-            gone = [c for c in ids if c not in pos]
-            if gone:
-                raise FeatureError(f"{features}: no features for pool clip {gone[0]!r}")
-            X = X_all[[pos[c] for c in ids]]
+            X = clip_features(model, ids, features=features)
         else:
-            fspec = getattr(model, "feature_spec", None) or {}
-            spec = fspec.get("spec")
-            if not spec or str(spec).startswith("file:"):
-                raise ConfigError("the model was trained on precomputed features of unknown origin: give the pool's "
-                                  "features file too")
-            from perser.features import extract
-
-            feats = extract(paths, spec, cache_dir=cache_dir, shard=(0, 1), progress=False,
-                            **(fspec.get("settings") or {}))
-            if feats.failures:
-                p, why = next(iter(feats.failures.items()))
-                raise FeatureError(f"enrollment pool: no features for {p}: {why}")
-            X = feats.select(paths)
+            X = clip_features(model, paths=paths, cache_dir=cache_dir)
         return cls(ids, X, paths)
 
 

@@ -21,7 +21,9 @@ def command_app(*modules: ModuleType) -> typer.Typer:
     modules:
         Command modules, each with a ``register(app)`` function.
     """
-    app = typer.Typer()
+    from perser.cli._common import ReadableGroup
+
+    app = typer.Typer(cls=ReadableGroup)
 
     @app.callback()
     def _root() -> None:

@@ -28,7 +28,13 @@ def save_tiny_model(folder: Path, kind: str = "wavlm", seed: int = 0, mask: bool
     ``mask=False`` gives a model without attention masks (``feat_extract_norm="group"``).
     """
     import torch
-    from transformers import AutoModel, HubertConfig, Wav2Vec2Config, Wav2Vec2FeatureExtractor, WavLMConfig
+    from transformers import (
+        AutoModel,
+        HubertConfig,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        WavLMConfig,
+    )
 
     extra = {"feat_extract_norm": "layer" if mask else "group"}
     if kind == "wavlm":

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import perser
-from perser.corpus import demo
+from perser.corpus import synthetic as demo
 from perser.corpus.agreement import fleiss_kappa
-from perser.corpus.demo import CLASSES, DIMENSIONS, STYLES, make_demo
+from perser.corpus.synthetic import CLASSES, DIMENSIONS, STYLES, listeners, make_demo
 from perser.errors import ConfigError, CorpusError
 
 STYLE_NAMES = {s.name for s in STYLES}
@@ -121,7 +121,7 @@ def test_ratings_per_annotator_are_long_tailed(moderate):
 
 def test_default_size_aims_at_crema_d_ratings_per_clip(tmp_path):
     # no audio needed for the rating plan itself: the assignment is its own step
-    lis, clp = demo._assign(np.random.default_rng(0), 160, 1500)
+    lis, clp = listeners._assign(np.random.default_rng(0), 160, 1500)
     per_clip = np.bincount(clp, minlength=1500)
     assert 8.5 <= per_clip.mean() <= 10.0 and per_clip.min() >= 5
     assert len(set(zip(lis.tolist(), clp.tolist()))) == len(lis)

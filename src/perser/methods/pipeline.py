@@ -1,0 +1,128 @@
+"""Training a method on a corpus: the pipeline behind ``perser train``.
+
+:func:`train` reads the corpus, makes (or reads) the features, selects the ratings of the
+chosen space and split, fits the method and writes the model folder. It runs under
+``torchrun`` too: every rank fits its share, rank 0 writes the folder (the caller joins
+and leaves the process group, see :mod:`perser.methods.distributed`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from perser.config import TrainConfig
+from perser.errors import ConfigError, PerserWarning, SkipLog
+from perser.methods.base import Personalizer, RatingSet, make_method
+
+__all__ = ["train", "corpus_features", "check_out_dir"]
+
+
+def check_out_dir(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a path, refusing an existing non-empty folder (or a file) unless ``force``.
+
+    A trained model is hours of work: writing over one takes an explicit ``force``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
+    return out
+
+
+def corpus_features(corpus, features: str, cache_dir: str | Path | None = None, progress: bool = False,
+                    settings: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(X, clip_ids, feature_spec)`` of a corpus from a feature file or the feature store.
+
+    ``settings`` are the extractor's (``pooling``, ``precision`` ...): part of the store
+    key, and recorded in the returned ``feature_spec`` so that audio given to the trained
+    model later is featurised the same way. Clips without features are left out with a
+    counted warning.
+    """
+    from perser.features import Features, extract
+
+    settings = dict(settings or {})
+    if Features.is_file_spec(features):
+        if settings:
+            raise ConfigError(f"feature settings {sorted(settings)} do not apply to a features file ({features})")
+        feats = Features.load(features)
+        return feats.X, feats.clip_ids, {"spec": feats.spec, "file": str(Path(features).resolve())}
+    feats = extract(corpus, features, cache_dir=cache_dir, shard=(0, 1), progress=progress, **settings)
+    if feats.failures:
+        cid, msg = next(iter(feats.failures.items()))
+        warnings.warn(
+            f"{len(feats.failures)} clips have no {features} features and are left out (e.g. {cid}: {msg})",
+            PerserWarning, stacklevel=2,
+        )
+    return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key, **({"settings": settings} if settings else {})}
+
+
+def train(config: TrainConfig, out: str | Path | None = None, *, force: bool = False, progress: bool = False,
+          echo: Callable[[str], None] | None = None) -> Personalizer:
+    """Fit ``config.method`` on the seen annotators of ``config.corpus`` and write it to ``out``.
+
+    Parameters
+    ----------
+    config:
+        What to train (method, its ``params``, features, space, split).
+    out:
+        Model folder to write (on rank 0 only); ``None`` writes nothing. An existing
+        non-empty folder is refused unless ``force`` (checked before any work).
+    progress:
+        Progress bars of feature extraction, and of the fit unless ``params`` say otherwise.
+    echo:
+        Called with a one-line summary of the training data before the fit (rank 0 only).
+
+    Returns
+    -------
+    The fitted method; its ``feature_spec`` records how its input features were made.
+    """
+    from perser.corpus import load_corpus
+    from perser.methods import distributed
+
+    if not config.method:
+        raise ConfigError("name a method with --method (or 'method:' in --config)")
+    if not config.features:
+        raise ConfigError("name the features with --features (or 'features:' in --config)")
+    if config.corpus is None:
+        raise ConfigError("name the corpus to train on")
+    if out is not None:
+        out = check_out_dir(out, force)
+    main = distributed.is_main()
+    params = dict(config.params)
+    params.setdefault("progress", progress and main)
+    model = make_method(config.method, **params)  # a bad method or parameter fails before any data is read
+
+    corpus = load_corpus(config.corpus, format=config.format)
+    sp = corpus.space(config.space)
+    X, ids, fspec = corpus_features(corpus, config.features, config.feature_cache, progress and main,
+                                    config.feature_settings)
+    clips = corpus.clips
+    if config.split is not None:
+        if "split" not in clips.columns:
+            raise ConfigError(f"corpus {corpus.name!r} has no split column; drop --split")
+        clips = clips[clips["split"] == config.split]
+        if clips.empty:
+            raise ConfigError(f"corpus {corpus.name!r} has no clips in split {config.split!r}")
+    have = set(ids.tolist())
+    log = SkipLog(corpus.name)
+    keep = [c for c in clips.index if c in have]
+    if len(keep) < len(clips):
+        lost = [c for c in clips.index if c not in have]
+        log.add("clips without features left out", lost[0], n=len(lost))
+    log.emit()
+    rs = RatingSet.from_corpus(corpus, X, sp, clip_ids=ids, clips=keep)
+    if len(rs) == 0:
+        raise ConfigError(f"no ratings in space {sp.name!r} for the chosen clips")
+    model.feature_spec = {**fspec, "shape": list(X.shape[1:])}
+    if main and echo is not None:
+        echo(f"training {config.method!r} on {len(rs)} ratings of {len(np.unique(rs.clip_index))} clips by "
+             f"{len(rs.annotators)} annotators ({sp.name}: {sp.kind}); features {fspec['spec']} {tuple(X.shape[1:])}")
+    model.fit(rs)
+    if main and out is not None:
+        model.save(out)
+    return model
