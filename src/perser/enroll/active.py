@@ -287,7 +287,7 @@ class HeadSession(Session):
         self.max_heads = int(strategy.max_heads)
         out = m.head_outputs(self.X, activated=True).numpy()  # [N, H, O]
         self.P = self._heads_last(out)
-        if self.kind != "dimensional":
+        if self.kind != "dimensional" and self.criterion == "head":  # only BALD uses them
             self.ent_h = -(self.P * np.log(self.P)).sum(axis=(1, 2))  # [N, H]
         self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
         rng = np.random.default_rng([int(strategy.seed), 3])
