@@ -43,9 +43,9 @@ def server(tmp_path, pagekit):
     from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
 
     model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path)
-    service = Service(model_dir, tmp_path / "profiles", cache_dir=tmp_path / "cache")
-    pool = EnrollmentPool.from_source(pool_csv, service.model, features=feats)
-    app = create_app(service)
+    service = Service([model_dir], tmp_path / "s.db", key_cache_seconds=0)
+    pool = EnrollmentPool.from_source(pool_csv, service.model_for(None).model, features=feats)
+    app = create_app(service, start_background=False)
     include_enroll_page(app, service, pool, target_k=5)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -103,15 +103,20 @@ def test_a_listener_enrolls_through_the_page(server, browser):
     assert len(set(asked)) == 6
     assert browser.find_element(By.ID, "closest").text == "a2"
     assert browser.find_element(By.ID, "confidence").text.endswith("%")
-    # the stored profile: the service enrolled lena on her six answers
-    assert service.store.get("lena").data["heads"] == ["a2"]
+    # the stored ratings and profile: the service enrolled lena on her six answers
+    assert sorted(r["clip_id"] for r in service.ratings("lena")) == sorted(asked)
+    assert service.listener_info("lena")["profiles"]["model"]["profile"]["heads"] == ["a2"]
     # done: compare her prediction with the consensus on a pool clip
     browser.find_element(By.ID, "finish").click()
     wait.until(EC.visibility_of_element_located((By.ID, "compare")))
     Select(browser.find_element(By.ID, "pick")).select_by_value("c039")
     browser.find_element(By.ID, "compare-btn").click()
     wait.until(lambda d: d.find_element(By.ID, "personal").text not in ("", "-"))
-    want = kit.CAT.classes[int(np.argmax(service.model.predict(service.store.get("lena"), X[39:40]).proba[0]))]
+    model = service.model_for(None).model
+    rated = service.ratings("lena")
+    y = np.array([kit.CAT.classes.index(r["label"]) for r in rated])
+    prof = model.enroll(X[[int(r["clip_id"][1:]) for r in rated]], y)
+    want = kit.CAT.classes[int(np.argmax(model.predict(prof, X[39:40]).proba[0]))]
     assert browser.find_element(By.ID, "personal").text == want
     assert browser.find_element(By.ID, "consensus").text in kit.CAT.classes
     assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-body tr")) == 4
@@ -129,9 +134,9 @@ def dim_server(tmp_path, pagekit):
     from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
 
     model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path, space=pagekit.DIM)
-    service = Service(model_dir, tmp_path / "profiles", cache_dir=tmp_path / "cache")
-    pool = EnrollmentPool.from_source(pool_csv, service.model, features=feats)
-    app = create_app(service)
+    service = Service([model_dir], tmp_path / "s.db", key_cache_seconds=0)
+    pool = EnrollmentPool.from_source(pool_csv, service.model_for(None).model, features=feats)
+    app = create_app(service, start_background=False)
     include_enroll_page(app, service, pool, target_k=3)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -168,8 +173,7 @@ def test_a_listener_moves_sliders_in_a_dimensional_space(dim_server, browser):
             browser.execute_script("document.getElementById(arguments[0]).value = arguments[1];", f"slider-{d}", float(v))
         browser.find_element(By.ID, "submit-values").click()
         wait.until(EC.text_to_be_present_in_element((By.ID, "progress"), f"({n + 1} of 3"))
-    answers = service.store.get("dora")
-    assert answers.data["heads"] == [browser.find_element(By.ID, "closest").text]
+    assert service.listener_info("dora")["profiles"]["model"]["profile"]["heads"] == ["a1"]
     assert browser.find_element(By.ID, "closest").text == "a1"
     browser.find_element(By.ID, "finish").click()
     browser.find_element(By.ID, "compare-btn").click()

@@ -21,7 +21,7 @@ def test_perser_serve_with_a_pool(tmp_path, pagekit):
     model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from perser.cli import main; main()", "serve", str(model_dir),
-                             "--profiles", str(tmp_path / "p"), "--port", str(port), "--pool", str(pool_csv),
+                             "--store", str(tmp_path / "s.db"), "--port", str(port), "--pool", str(pool_csv),
                              "--pool-features", str(feats), "--strategy", "diverse"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"

@@ -153,6 +153,26 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert np.allclose(a.predict(None, X).proba, b.predict(None, X).proba, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_two_process_sparse_heads_match_single_process(tmp_path):
+    """Heads outside DDP, their row-sparse gradients summed over the rows any rank touched."""
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    subprocess.run([sys.executable, str(worker), str(tmp_path / "single"), "similar"], check=True, env=env, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(worker), str(tmp_path / "ddp"), "similar"]
+    p = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a, b = load_model(tmp_path / "single"), load_model(tmp_path / "ddp")
+    assert a.head_updates == "sparse" and len(a.head_annotators_) == 9
+    for (k, x), (_, y) in zip(a.net_.state_dict().items(), b.net_.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-5), k
+    start = a._make_net(a.net_.head.n_heads)
+    assert not torch.allclose(start.head.weight, b.net_.head.weight, atol=1e-3)
+
+
 def test_more_epochs_continue_a_finished_run(tmp_path):
     cfg = dict(batch_size=8, lr=1e-2, progress=False, seed=2, patience=0)
     ref, f = problem()

@@ -1,342 +1,253 @@
-"""The enrollment service: Service in Python, its HTTP API, the profile store, ``perser serve``."""
+"""The listener service: enrollment, prediction, ratings kept, listeners across model updates."""
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
+import shutil
 import warnings
+from urllib.parse import quote
 
 import numpy as np
 import pytest
-import soundfile as sf
-import torch
+from fastapi.testclient import TestClient
 
-from perser.corpus.model import LabelSpace
-from perser.errors import ConfigError, PerserWarning
-from perser.methods import RatingSet, make_method
-from perser.serve import PredictRequest, ProfileStore, Service, create_app
-from perser.serve.store import model_fingerprint
-
-torch.set_num_threads(1)
-
-D = 88  # eGeMAPS-sized features, so that uploaded audio goes through real openSMILE extraction
-CAT = LabelSpace("emotion", "categorical", classes=("ang", "hap", "neu", "sad"))
-DIM = LabelSpace("avd", "dimensional", dimensions=("arousal", "valence"), scale=(1, 5))
-FAST = dict(hidden=(16,), dropout=0.0, epochs=15, batch_size=64, lr=3e-3, patience=0, progress=False, seed=0)
+from perser.errors import PerserWarning
+from perser.methods import make_method
+from perser.serve import Limits, PredictRequest, RatingsRequest, Service, create_app, model_identity
+from .conftest import CAT, DIM, FAST, D, make_data, ratings_json
 
 
-def _data(space: LabelSpace, n_clips: int = 150, n_ann: int = 4, seed: int = 0):
-    """Annotators who label features through their own weight matrices (a planted signal)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_clips, D)).astype(np.float32)
-    W = {f"a{i}": rng.standard_normal((D, space.n_outputs)) for i in range(n_ann)}
-
-    def label(x, w):
-        s = x @ w / np.sqrt(D) * 2
-        if space.kind == "categorical":
-            return s.argmax(1).astype(np.int64)
-        return (3 + 2 * np.tanh(s)).astype(np.float32)
-
-    ys = [label(X, w) for w in W.values()]
-    rs = RatingSet(X=X, clip_ids=np.array([f"c{i}" for i in range(n_clips)], dtype=object),
-                   clip_index=np.concatenate([np.arange(n_clips)] * n_ann),
-                   annotator_ids=np.concatenate([[a] * n_clips for a in W]).astype(object),
-                   y=np.concatenate(ys), space=space)
-    return rs, W, label
+def client(models, store, **kw):
+    service = Service(models, store, **kw)
+    return TestClient(create_app(service)), service  # no `with`: the background thread stays off; tests drive it
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small `similar` model (categorical) saved as a folder, with its data."""
-    rs, W, label = _data(CAT)
-    model = make_method("similar", **FAST).fit(rs)
-    model.feature_spec = {"spec": "egemaps", "shape": [D]}
-    path = tmp_path_factory.mktemp("model") / "similar"
-    model.save(path)
-    return path, rs, W, label
+def path(listener: str, tail: str = "") -> str:
+    return f"/listeners/{quote(listener, safe='')}{tail}"
 
 
-def _ratings(X, y, space=CAT):
-    if space.kind == "categorical":
-        return [{"id": f"e{i}", "features": x.tolist(), "label": space.classes[int(t)]} for i, (x, t) in enumerate(zip(X, y))]
-    return [{"id": f"e{i}", "features": x.tolist(), "values": dict(zip(space.dimensions, map(float, t)))}
-            for i, (x, t) in enumerate(zip(X, y))]
-
-
-@pytest.fixture
-def client(trained, tmp_path):
-    from fastapi.testclient import TestClient
-
-    path = trained[0]
-    service = Service(path, tmp_path / "profiles", cache_dir=tmp_path / "cache")
-    return TestClient(create_app(service)), service
-
-
-def test_enroll_picks_the_source_annotator_and_predicts_like_the_python_api(client, trained):
-    http, service = client
-    _, rs, W, label = trained
+def test_enroll_predict_like_the_python_api_in_both_databases(trained, store):
+    m1, _, rs, W, label = trained
+    http, service = client([m1], store)
     rng = np.random.default_rng(5)
     X = rng.standard_normal((20, D)).astype(np.float32)
-    y = label(X, W["a2"])  # a new listener who hears like seen annotator a2
-    r = http.post("/enroll", json={"annotator": "alice", "ratings": _ratings(X, y)})
+    who = "msp-podcast/听众-二十八个字符的中文标识符测试用例就是这样的长度了吧"  # Unicode, '/', well over 28 characters
+    r = http.post(path(who, "/ratings"), json={"ratings": ratings_json(X, label(X, W["a2"]))})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["annotator"] == "alice" and body["k"] == 20 and body["method"] == "similar"
-    assert body["profile"]["heads"] == ["a2"]
-    assert http.get("/profiles").json() == {"annotators": ["alice"]}
-    assert http.get("/profiles/alice").json()["profile"]["heads"] == ["a2"]
+    assert body["listener"] == who and body["ratings"] == 20 and body["revision"] == 1
+    assert body["profiles"][m1.name]["status"] == "ready" and body["profiles"][m1.name]["profile"]["heads"] == ["a2"]
+    assert http.get("/listeners").json()["listeners"][0]["listener"] == who
+    got = http.get(path(who, "/ratings")).json()["ratings"]
+    assert [g["clip_id"] for g in got] == sorted(f"e{i}" for i in range(20)) and got[0]["label"] in CAT.classes
 
     Xt = rng.standard_normal((5, D)).astype(np.float32)
-    r = http.post("/predict", json={"annotator": "alice", "clips": [{"id": f"t{i}", "features": x.tolist()} for i, x in enumerate(Xt)]})
+    r = http.post("/predict", json={"listener": who, "clips": [{"id": f"t{i}", "features": x.tolist()} for i, x in enumerate(Xt)]})
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
-    direct = service.model.predict(service.store.get("alice"), Xt)
-    np.testing.assert_allclose([[p["proba"][c] for c in CAT.classes] for p in preds], direct.proba, rtol=1e-5, atol=1e-6)
-    assert [p["label"] for p in preds] == direct.labels and [p["id"] for p in preds] == [f"t{i}" for i in range(5)]
-    # without a listener: the model's listener-independent prediction (the consensus head)
+    direct = service.models[m1.name].model
+    want = direct.predict(direct.enroll(X, label(X, W["a2"]), annotator=who), Xt)
+    np.testing.assert_allclose([[p["proba"][c] for c in CAT.classes] for p in preds], want.proba, rtol=1e-5, atol=1e-6)
+    assert [p["label"] for p in preds] == want.labels and r.json()["model"] == m1.name
     anon = http.post("/predict", json={"clips": [{"features": Xt[0].tolist()}]}).json()["predictions"][0]
-    np.testing.assert_allclose([anon["proba"][c] for c in CAT.classes], service.model.predict(None, Xt[:1]).proba[0], rtol=1e-5)
-    assert anon["id"] == "0"
+    np.testing.assert_allclose([anon["proba"][c] for c in CAT.classes], direct.predict(None, Xt[:1]).proba[0], rtol=1e-5)
+
+    # a restarted service (another process would be the same) finds the listener and predicts the same
+    http2, _ = client([m1], store)
+    again = http2.post("/predict", json={"listener": who, "clips": [{"features": Xt[0].tolist()}]}).json()["predictions"][0]
+    assert again["label"] == preds[0]["label"]
+    np.testing.assert_allclose(list(again["proba"].values()), list(preds[0]["proba"].values()), rtol=1e-5, atol=1e-6)
+    assert http2.delete(path(who)).json() == {"deleted": who}
+    assert http2.get(path(who)).status_code == 404 and http2.get("/listeners").json()["listeners"] == []
 
 
-def test_profiles_persist_and_the_store_belongs_to_one_model(trained, tmp_path):
-    path, rs, W, label = trained
-    s1 = Service(path, tmp_path / "p")
-    X = np.random.default_rng(1).standard_normal((10, D)).astype(np.float32)
-    from perser.serve import EnrollRequest
-
-    s1.enroll(EnrollRequest(annotator="msp-podcast/WORKER7", ratings=_ratings(X, label(X, W["a1"]))))
-    s2 = Service(path, tmp_path / "p")  # a restarted service finds the profile
-    assert s2.store.annotators() == ["msp-podcast/WORKER7"]
-    assert (tmp_path / "p" / "profiles" / "msp-podcast%2FWORKER7" / "profile.json").is_file()
-    a = s1.predict(PredictRequest(annotator="msp-podcast/WORKER7", clips=[{"features": X[0].tolist()}]))
-    b = s2.predict(PredictRequest(annotator="msp-podcast/WORKER7", clips=[{"features": X[0].tolist()}]))
-    assert a == b
-    # another model's store is refused, naming the folder
-    other = tmp_path / "other-model"
-    m = make_method("similar", **{**FAST, "seed": 1}).fit(rs)
-    m.save(other)
-    assert model_fingerprint(other) != model_fingerprint(path)
-    with pytest.raises(ConfigError, match="belongs to another model"):
-        Service(other, tmp_path / "p")
+def test_model_identity_is_weights_and_config_only(trained, tmp_path):
+    m1, m2, *_ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(m1, copy)
+    (copy / "README.md").write_text("notes about this model")
+    (copy / "checkpoints").mkdir()
+    assert model_identity(copy) == model_identity(m1) != model_identity(m2)
 
 
-def test_bad_requests_name_the_culprit_and_write_nothing(client, trained):
-    http, service = client
-    _, rs, W, label = trained
-    X = np.random.default_rng(2).standard_normal((6, D)).astype(np.float32)
-    good = _ratings(X, label(X, W["a0"]))
-
-    def enroll(ratings, annotator="bob", **kw):
-        return http.post("/enroll", json={"annotator": annotator, "ratings": ratings, **kw})
-
-    r = enroll(good[:2] + [{**good[2], "label": "joy"}])
-    assert r.status_code == 422 and "'joy'" in r.json()["detail"] and "ratings[2]" in r.json()["detail"]
-    r = enroll([{**good[0], "features": [0.0] * 10}] + good[1:])
-    assert r.status_code == 422 and "ratings[0]" in r.json()["detail"] and "[10]" in r.json()["detail"]
-    r = http.post("/enroll", content=json.dumps({"annotator": "bob", "ratings": [{**good[0], "features": [float("nan")] * D}]}),
-                  headers={"content-type": "application/json"})  # Python's json writes NaN; the service refuses it
-    assert r.status_code == 422 and "NaN" in r.json()["detail"]
-    r = enroll([{"id": "x", "label": "hap"}])
-    assert r.status_code == 422 and "exactly one of 'features' and 'audio'" in r.json()["detail"]
-    r = enroll([{"id": "x", "audio": "not base64!!", "label": "hap"}])
-    assert r.status_code == 422 and "base64" in r.json()["detail"]
-    r = enroll([{**good[0], "values": {"arousal": 3}}])
-    assert r.status_code == 422 and "not 'values'" in r.json()["detail"]
-    r = enroll(good, annotator=" ")
-    assert r.status_code == 422 and "annotator" in r.json()["detail"]
-    r = http.post("/enroll", json={"annotator": "bob", "ratings": good, "colour": "red"})
-    assert r.status_code == 422 and "colour" in r.text
-    r = http.post("/enroll", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422
-    r = enroll([])
-    assert r.status_code == 422 and "ratings" in r.text
-    assert http.get("/profiles").json() == {"annotators": []}  # nothing half-written
-    # an unknown listener, an existing profile, deletion
-    assert http.post("/predict", json={"annotator": "carol", "clips": [{"features": X[0].tolist()}]}).status_code == 404
-    assert enroll(good).status_code == 200
-    r = enroll(good)
-    assert r.status_code == 409 and "already enrolled" in r.json()["detail"]
-    assert enroll(good[:3], overwrite=True).json()["k"] == 3
-    assert http.delete("/profiles/bob").json() == {"deleted": "bob"}
-    assert http.delete("/profiles/bob").status_code == 404
-    assert http.get("/profiles/bob").status_code == 404
+def test_incremental_ratings_min_k_and_replacement(trained, tmp_path):
+    m1, _, rs, W, label = trained
+    http, service = client([m1], tmp_path / "s.db")
+    X = np.random.default_rng(1).standard_normal((8, D)).astype(np.float32)
+    good = ratings_json(X, label(X, W["a1"]))
+    r = http.post(path("ann", "/ratings"), json={"ratings": good[:2]})
+    assert r.status_code == 200 and r.json()["profiles"][m1.name]["status"] == "failed"
+    assert "needs at least 4" in r.json()["profiles"][m1.name]["error"] and "'similar'" in r.json()["profiles"][m1.name]["error"]
+    p = http.post("/predict", json={"listener": "ann", "clips": [{"features": X[0].tolist()}]})
+    assert p.status_code == 409 and "'similar' needs at least 4" in p.json()["detail"]
+    r = http.post(path("ann", "/ratings"), json={"ratings": good[2:6]})
+    assert r.json()["ratings"] == 6 and r.json()["profiles"][m1.name] | {"profile": None} == {
+        "status": "ready", "k": 6, "stale": False, "method": "similar", "profile": None}
+    # re-rating a clip replaces it; the profile is recomputed from all six ratings
+    relabel = {**good[0], "label": "sad" if good[0]["label"] != "sad" else "ang"}
+    r = http.post(path("ann", "/ratings"), json={"ratings": [relabel]})
+    assert (r.json()["replaced"], r.json()["added"], r.json()["ratings"], r.json()["revision"]) == (1, 0, 6, 3)
+    stored = {g["clip_id"]: g["label"] for g in http.get(path("ann", "/ratings")).json()["ratings"]}
+    assert stored["e0"] == relabel["label"] and len(stored) == 6
+    model = service.models[m1.name].model
+    ys = [CAT.classes.index(stored[f"e{i}"]) for i in range(6)]
+    want = model.enroll(X[:6], np.array(ys), annotator="ann").data["heads"]
+    assert http.get(path("ann")).json()["profiles"][m1.name]["profile"]["heads"] == want
+    # PUT replaces everything and needs the minimum K up front, naming the method
+    r = http.put(path("ann", "/ratings"), json={"ratings": good[:3]})
+    assert r.status_code == 422 and "method 'similar' needs at least 4" in r.json()["detail"]
+    r = http.put(path("ann", "/ratings"), json={"ratings": good[4:8]})
+    assert r.status_code == 200 and r.json()["ratings"] == 4 and r.json()["replaced"] == 0
 
 
-def test_enroll_and_predict_from_uploaded_audio(client):
-    http, service = client
-    sr = 16000
-    rng = np.random.default_rng(0)
-
-    def wav(f0: float, seconds: float = 1.0) -> str:
-        t = np.arange(int(seconds * sr)) / sr
-        x = 0.2 * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6)) + 0.005 * rng.standard_normal(len(t))
-        buf = io.BytesIO()
-        sf.write(buf, x.astype(np.float32), sr, format="WAV", subtype="PCM_16")
-        return base64.b64encode(buf.getvalue()).decode("ascii")
-
-    ratings = [{"id": f"w{i}", "audio": wav(110 + 20 * i), "label": CAT.classes[i % 4]} for i in range(4)]
-    r = http.post("/enroll", json={"annotator": "dana", "ratings": ratings})
-    assert r.status_code == 200, r.text
-    clip = wav(150)
-    r = http.post("/predict", json={"annotator": "dana", "clips": [{"id": "q", "audio": clip}]})
-    assert r.status_code == 200, r.text
-    p = r.json()["predictions"][0]
-    assert p["id"] == "q" and abs(sum(p["proba"].values()) - 1) < 1e-5 and p["label"] in CAT.classes
-    # the same clip sent as its eGeMAPS features gives the same prediction
-    from perser.features import extract
-
-    path = service.store.root.parent / "q.wav"
-    path.write_bytes(base64.b64decode(clip))
-    x = extract([str(path)], "egemaps", cache_dir=service.cache_dir, progress=False).X[0]
-    q = http.post("/predict", json={"annotator": "dana", "clips": [{"features": x.tolist()}]}).json()["predictions"][0]
-    np.testing.assert_allclose(list(q["proba"].values()), list(p["proba"].values()), rtol=1e-5)
-    # silent audio is refused, naming the clip
-    buf = io.BytesIO()
-    sf.write(buf, np.zeros(sr, dtype=np.float32), sr, format="WAV")
-    r = http.post("/predict", json={"clips": [{"id": "quiet", "audio": base64.b64encode(buf.getvalue()).decode()}]})
-    assert r.status_code == 422 and "clips[0] ('quiet')" in r.json()["detail"]
+def test_a_new_model_reenrolls_every_listener_and_old_profiles_serve_meanwhile(trained, tmp_path):
+    m1, m2, rs, W, label = trained
+    store = tmp_path / "s.db"
+    http1, s1 = client([m1], store)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((6, D)).astype(np.float32)
+    for i in range(12):
+        assert http1.post(path(f"L{i}", "/ratings"), json={"ratings": ratings_json(X, label(X, W[f"a{i % 4}"]))}).status_code == 200
+    assert http1.post(path("few", "/ratings"), json={"ratings": ratings_json(X[:2], label(X[:2], W["a0"]))}).status_code == 200
+    # the retrained model is served beside the old one and made the default
+    http, s = client([m2, m1], store, default=m2.name)
+    prog = {m["name"]: m["reenrollment"] for m in http.get("/models").json()["models"]}
+    assert prog[m2.name] == {"listeners": 13, "ready": 0, "failed": 0, "pending": 13}
+    assert prog[m1.name] == {"listeners": 13, "ready": 12, "failed": 1, "pending": 0}
+    q = {"listener": "L3", "clips": [{"features": X[0].tolist()}]}
+    before = http.post("/predict", json=q).json()
+    assert before["model"] == m1.name  # the old profile answers until the new one is ready
+    s.reenroll_step(s.models[m2.name], batch=5)
+    assert http.get("/models").json()["models"][0]["reenrollment"]["pending"] == 8
+    s.reenroll_all()
+    prog = http.get("/models").json()["models"][0]["reenrollment"]
+    assert prog == {"listeners": 13, "ready": 12, "failed": 1, "pending": 0}  # none lost; 'few' says why
+    after = http.post("/predict", json=q).json()
+    assert after["model"] == m2.name
+    m = s.models[m2.name].model
+    want = m.predict(m.enroll(X, label(X, W["a3"]), annotator="L3"), X[:1]).proba[0]
+    np.testing.assert_allclose([after["predictions"][0]["proba"][c] for c in CAT.classes], want, rtol=1e-5, atol=1e-6)
+    assert "needs at least 4" in http.get(path("few")).json()["profiles"][m2.name]["error"]
+    # a model named in the request answers for itself
+    assert http.post("/predict", json={**q, "model": m1.name}).json()["model"] == m1.name
+    assert http.post("/predict", json={**q, "model": "nope"}).status_code == 404
 
 
-def test_dimensional_service_checks_the_scale(tmp_path):
-    from fastapi.testclient import TestClient
+def test_only_the_new_model_served_enrolls_on_the_spot(trained, tmp_path):
+    m1, m2, rs, W, label = trained
+    store = tmp_path / "s.db"
+    http1, _ = client([m1], store)
+    X = np.random.default_rng(3).standard_normal((6, D)).astype(np.float32)
+    http1.post(path("z", "/ratings"), json={"ratings": ratings_json(X, label(X, W["a1"]))})
+    http, s = client([m2], store)
+    r = http.post("/predict", json={"listener": "z", "clips": [{"features": X[0].tolist()}]})
+    assert r.status_code == 200 and r.json()["model"] == m2.name
+    assert http.get("/models").json()["models"][0]["reenrollment"]["ready"] == 1
 
-    rs, W, label = _data(DIM)
-    m = make_method("similar", **FAST).fit(rs)
-    m.save(tmp_path / "m")
-    http = TestClient(create_app(Service(tmp_path / "m", tmp_path / "p")))
-    assert http.get("/model").json()["space"]["dimensions"] == ["arousal", "valence"]
+
+def test_a_listener_whose_features_do_not_fit_a_new_model_is_reported_not_dropped(trained, tmp_path):
+    m1, _, rs, W, label = trained
+    store = tmp_path / "s.db"
+    http1, _ = client([m1], store)
+    X = np.random.default_rng(3).standard_normal((6, D)).astype(np.float32)
+    http1.post(path("y", "/ratings"), json={"ratings": ratings_json(X, label(X, W["a1"]))})
+    other = make_method("similar", **FAST).fit(rs)
+    other.feature_spec = {"spec": "compare", "shape": [D]}  # another kind of input
+    other.save(tmp_path / "other")
+    http, s = client([tmp_path / "other"], store)
+    s.reenroll_all()
+    prof = http.get(path("y")).json()["profiles"]["other"]
+    assert prof["status"] == "failed" and "6 of 6 ratings have no features for this model's input (compare" in prof["error"]
+    assert http.get("/models").json()["models"][0]["reenrollment"]["failed"] == 1
+
+
+def test_dimensional_and_multilabel_spaces(tmp_path):
+    from perser.corpus.model import LabelSpace
+    from perser.methods import RatingSet
+
+    rs, W, label = make_data(DIM)
+    make_method("similar", **FAST).fit(rs).save(tmp_path / "dim")
+    http, _ = client([tmp_path / "dim"], tmp_path / "d.db")
     X = np.random.default_rng(3).standard_normal((8, D)).astype(np.float32)
-    ratings = _ratings(X, label(X, W["a3"]), DIM)
-    bad = [dict(r) for r in ratings]
+    good = ratings_json(X, label(X, W["a3"]), DIM)
+    bad = [dict(r) for r in good]
     bad[4] = {**bad[4], "values": {"arousal": 6.0, "valence": 3.0}}
-    r = http.post("/enroll", json={"annotator": "eve", "ratings": bad})
-    assert r.status_code == 422 and "ratings[4]" in r.json()["detail"] and "scale" in r.json()["detail"]
-    bad[4] = {**ratings[4], "values": {"arousal": 3.0}}
-    r = http.post("/enroll", json={"annotator": "eve", "ratings": bad})
+    r = http.post(path("eve", "/ratings"), json={"ratings": bad})
+    assert r.status_code == 422 and r.json()["detail"] == "ratings[4]: 'values.arousal' is outside the scale [1, 5]"
+    bad[4] = {**good[4], "values": {"arousal": 3.0}}
+    r = http.post(path("eve", "/ratings"), json={"ratings": bad})
     assert r.status_code == 422 and "missing ['valence']" in r.json()["detail"]
-    r = http.post("/enroll", json={"annotator": "eve", "ratings": ratings})
-    assert r.status_code == 200 and r.json()["profile"]["heads"] == ["a3"]
-    v = http.post("/predict", json={"annotator": "eve", "clips": [{"features": X[0].tolist()}]}).json()
+    r = http.post(path("eve", "/ratings"), json={"ratings": good})
+    assert r.status_code == 200 and r.json()["profiles"]["dim"]["profile"]["heads"] == ["a3"]
+    v = http.post("/predict", json={"listener": "eve", "clips": [{"features": X[0].tolist()}]}).json()
     assert set(v["predictions"][0]["values"]) == {"arousal", "valence"}
-
-
-def test_multilabel_service_takes_lists_of_classes(tmp_path):
-    from fastapi.testclient import TestClient
 
     tags = LabelSpace("tags", "multilabel", classes=("ang", "hap", "neu", "sad"))
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((150, D)).astype(np.float32)
-    W = {f"a{i}": rng.standard_normal((D, 4)) for i in range(3)}
-    ys = [(X @ w / np.sqrt(D) > 0.3).astype(np.float32) for w in W.values()]
-    rs = RatingSet(X=X, clip_ids=np.array([f"c{i}" for i in range(150)], dtype=object),
-                   clip_index=np.concatenate([np.arange(150)] * 3),
-                   annotator_ids=np.concatenate([[a] * 150 for a in W]).astype(object), y=np.concatenate(ys), space=tags)
-    make_method("similar", **FAST).fit(rs).save(tmp_path / "m")
-    http = TestClient(create_app(Service(tmp_path / "m", tmp_path / "p")))
+    Xm = rng.standard_normal((150, D)).astype(np.float32)
+    Wm = {f"a{i}": rng.standard_normal((D, 4)) for i in range(3)}
+    ys = [(Xm @ w / np.sqrt(D) > 0.3).astype(np.float32) for w in Wm.values()]
+    rsm = RatingSet(X=Xm, clip_ids=np.array([f"c{i}" for i in range(150)], dtype=object),
+                    clip_index=np.concatenate([np.arange(150)] * 3),
+                    annotator_ids=np.concatenate([[a] * 150 for a in Wm]).astype(object), y=np.concatenate(ys), space=tags)
+    make_method("similar", **FAST).fit(rsm).save(tmp_path / "tags")
+    http, _ = client([tmp_path / "tags"], tmp_path / "m.db")
     Xe = rng.standard_normal((12, D)).astype(np.float32)
-    ye = Xe @ W["a1"] / np.sqrt(D) > 0.3
-    ratings = [{"features": x.tolist(), "label": [c for c, on in zip(tags.classes, row) if on]} for x, row in zip(Xe, ye)]
+    ye = Xe @ Wm["a1"] / np.sqrt(D) > 0.3
+    ratings = [{"id": f"c{i}", "features": x.tolist(), "label": [c for c, on in zip(tags.classes, row) if on]}
+               for i, (x, row) in enumerate(zip(Xe, ye))]
     bad = [dict(r) for r in ratings]
     bad[7] = {**bad[7], "label": ["hap", "bored"]}
-    r = http.post("/enroll", json={"annotator": "gil", "ratings": bad})
-    assert r.status_code == 422 and "'bored'" in r.json()["detail"]
-    r = http.post("/enroll", json={"annotator": "gil", "ratings": ratings})
-    assert r.status_code == 200 and r.json()["profile"]["heads"] == ["a1"]
-    p = http.post("/predict", json={"annotator": "gil", "clips": [{"features": Xe[0].tolist()}]}).json()["predictions"][0]
+    r = http.post(path("gil", "/ratings"), json={"ratings": bad})
+    assert r.status_code == 422 and "ratings[7]" in r.json()["detail"] and "'bored'" in r.json()["detail"]
+    r = http.post(path("gil", "/ratings"), json={"ratings": ratings})
+    assert r.status_code == 200 and r.json()["profiles"]["tags"]["profile"]["heads"] == ["a1"]
+    p = http.post("/predict", json={"listener": "gil", "clips": [{"features": Xe[0].tolist()}]}).json()["predictions"][0]
     assert p["label"] == [c for c in tags.classes if p["proba"][c] >= p["threshold"]]
 
 
 @pytest.mark.parametrize("method", ["finetune", "meta", "consensus", "mean-annotator"])
 def test_every_method_enrolls_and_predicts_through_the_service(tmp_path, method):
-    """Profiles with adapted weights (finetune, meta) are stored and used; listener-independent
-    methods enroll too (their profile is empty) and predict the same for everyone."""
-    from fastapi.testclient import TestClient
-
-    rs, W, label = _data(CAT, n_clips=120)
+    """Profiles with adapted weights (finetune, meta) are stored as safetensors bytes and used;
+    listener-independent methods enroll too."""
+    rs, W, label = make_data(CAT, n_clips=120)
     params = {**FAST, "epochs": 4}
     if method == "meta":
         params.update(meta_epochs=1, iters_per_epoch=3, k_support=5, k_query=5)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PerserWarning)  # meta: four annotators, none left for validation
+        warnings.simplefilter("ignore", PerserWarning)
         m = make_method(method, **params).fit(rs)
     m.save(tmp_path / "m")
-    service = Service(tmp_path / "m", tmp_path / "p")
-    http = TestClient(create_app(service))
+    http, service = client([tmp_path / "m"], tmp_path / "s.db")
     X = np.random.default_rng(7).standard_normal((10, D)).astype(np.float32)
-    r = http.post("/enroll", json={"annotator": "hal", "ratings": _ratings(X, label(X, W["a0"]))})
-    assert r.status_code == 200, r.text
-    stored = service.store.get("hal")
-    assert r.json()["adapted_tensors"] == sorted(stored.tensors)
-    if method in ("finetune", "meta"):
-        assert stored.tensors  # adapted head weights, in profile.safetensors
-        assert (tmp_path / "p" / "profiles" / "hal" / "profile.safetensors").is_file()
+    r = http.post(path("hal", "/ratings"), json={"ratings": ratings_json(X, label(X, W["a0"]))})
+    assert r.status_code == 200 and r.json()["profiles"]["m"]["status"] == "ready", r.text
     q = [{"features": x.tolist()} for x in X[:3]]
-    got = http.post("/predict", json={"annotator": "hal", "clips": q}).json()["predictions"]
-    want = Service(tmp_path / "m", tmp_path / "p").model.predict(stored, X[:3]).proba  # a fresh load agrees
-    np.testing.assert_allclose([[p["proba"][c] for c in CAT.classes] for p in got], want, rtol=1e-5, atol=1e-6)
+    got = http.post("/predict", json={"listener": "hal", "clips": q}).json()["predictions"]
+    fresh = Service([tmp_path / "m"], tmp_path / "s.db").models["m"].model  # a fresh load agrees
+    want = fresh.predict(fresh.enroll(X, label(X, W["a0"]), annotator="hal"), X[:3]).proba
+    np.testing.assert_allclose([[p["proba"][c] for c in CAT.classes] for p in got], want, rtol=1e-4, atol=1e-5)
 
 
-def test_store_keys_are_safe_folder_names(tmp_path):
-    store = ProfileStore(tmp_path, {"fingerprint": "x"})
-    for a in ["..", ".hidden", "a/b", "x y", "ünïcode"]:
-        p = store.path(a)
-        assert p.parent == tmp_path / "profiles" and not p.name.startswith(".") and "/" not in p.name
-    with pytest.raises(ConfigError):
-        store.path("bad\nid")
+def test_service_api_for_other_routers(trained, tmp_path):
+    """The documented service API: model_for, ratings, authenticate/authorize."""
+    from perser.serve import UnknownListener, UnknownModel
+    from perser.serve.keys import Forbidden, Principal
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_perser_serve_answers_over_http(trained, tmp_path):
-    """``perser serve`` in a child process on the loopback address; bounded waits, then stopped."""
-    path, rs, W, label = trained
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", "from perser.cli import main; main()", "serve", str(path), "--profiles", str(tmp_path / "p"),
-                             "--port", str(port), "--cache", str(tmp_path / "cache")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    health = json.loads(r.read())
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert health == {"status": "ok", "method": "similar", "space": "emotion", "profiles": 0}, proc.stderr.read1().decode() if proc.poll() is not None else health
-        X = np.random.default_rng(4).standard_normal((8, D)).astype(np.float32)
-        req = urllib.request.Request(url + "/enroll", data=json.dumps({"annotator": "fay", "ratings": _ratings(X, label(X, W["a0"]))}).encode(),
-                                     headers={"content-type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            assert json.loads(r.read())["profile"]["heads"] == ["a0"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert (tmp_path / "p" / "profiles" / "fay" / "profile.json").is_file()
-
-
-def test_perser_serve_without_the_serve_extra_says_what_to_install(trained, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from perser.cli import serve_cmd
-    from perser.testing.cli import command_app
-
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install perser` without [serve]
-    r = CliRunner().invoke(command_app(serve_cmd), ["serve", str(trained[0]), "--profiles", str(tmp_path / "p")])
-    assert isinstance(r.exception, ConfigError) and "perser[serve]" in str(r.exception)
-    assert not (tmp_path / "p").exists()  # refused before anything was made
+    m1, m2, rs, W, label = trained
+    s = Service([f"new={m2}", f"old={m1}"], tmp_path / "s.db", limits=Limits(min_k={"similar": 2}))
+    assert s.model_for().name == "new" and s.model_for("old").path == m1
+    with pytest.raises(UnknownModel):
+        s.model_for("x")
+    X = np.random.default_rng(0).standard_normal((2, D)).astype(np.float32)
+    out = s.add_ratings("u1", RatingsRequest(ratings=ratings_json(X, [0, 1])))
+    assert out["profiles"]["new"]["status"] == out["profiles"]["old"]["status"] == "ready"  # min K of 2 taken
+    assert [r["clip_id"] for r in s.ratings("u1")] == ["e0", "e1"]
+    with pytest.raises(UnknownListener):
+        s.ratings("nobody")
+    assert s.authenticate(None) == Principal("open", "open")  # no keys yet
+    s.authorize(Principal("k", "listener:u1"), "u1")
+    with pytest.raises(Forbidden):
+        s.authorize(Principal("k", "listener:u1"), "u2")
+    with pytest.raises(Forbidden):
+        s.authorize(Principal("k", "listener:u1"), admin=True)
+    assert s.predict(PredictRequest(listener="u1", model="old", clips=[{"features": X[0].tolist()}]))["model"] == "old"

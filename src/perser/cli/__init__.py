@@ -20,9 +20,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from perser.cli import corpus_cmd, evaluate_cmd, extract_cmd, method_cmd, serve_cmd  # noqa: F401
+    from perser.cli import corpus_cmd, evaluate_cmd, extract_cmd, keys_cmd, method_cmd, serve_cmd  # noqa: F401
 
-    for mod in (corpus_cmd, extract_cmd, method_cmd, evaluate_cmd, serve_cmd):
+    for mod in (corpus_cmd, extract_cmd, method_cmd, evaluate_cmd, serve_cmd, keys_cmd):
         mod.register(app)
     from perser.cli import select_cmd  # noqa: E402
 

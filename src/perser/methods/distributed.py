@@ -108,6 +108,39 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return tensors
 
 
+def all_reduce_rows(grad: torch.Tensor | None, shape: Sequence[int], on: torch.device | str = "cpu") -> torch.Tensor:
+    """Sum row-sparse gradients over ranks: a coalesced sparse COO tensor (``sparse_dim=1``)
+    holding the rows that any rank touched.
+
+    ``grad`` is this rank's row-sparse (or dense) gradient of a parameter of ``shape``,
+    or ``None`` (no rows), on device ``on``. Two collectives: the ranks gather each other's row indices,
+    then sum one dense ``[union of rows, ...]`` block, so the traffic is the batch's rows,
+    not the table. Outside a process group ``grad`` comes back coalesced.
+    """
+    shape = tuple(int(s) for s in shape)
+    if grad is None:
+        grad = torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.long), torch.zeros((0, *shape[1:])), shape, check_invariants=False)
+    grad = (grad if grad.is_sparse else grad.to_sparse(1)).coalesce().to(on)
+    if not is_initialized() or world_size() == 1:
+        return grad
+    dev = device() if dist.get_backend() == "nccl" else torch.device(on)
+    rows, vals = grad.indices()[0].to(dev), grad.values().to(dev)
+    n = torch.tensor([len(rows)], device=dev)
+    counts = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(counts, n)
+    top = int(max(int(c) for c in counts))
+    padded = torch.full((top,), -1, dtype=torch.long, device=dev)
+    padded[: len(rows)] = rows
+    gathered = [torch.empty_like(padded) for _ in range(world_size())]
+    dist.all_gather(gathered, padded)
+    union = torch.unique(torch.cat(gathered))
+    union = union[union >= 0]
+    block = torch.zeros((len(union), *shape[1:]), dtype=vals.dtype, device=dev)
+    block[torch.searchsorted(union, rows)] = vals
+    dist.all_reduce(block, op=dist.ReduceOp.SUM)
+    return torch.sparse_coo_tensor(union[None].to(on), block.to(on), shape, check_invariants=False).coalesce()
+
+
 def all_reduce_mean(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Average ``tensors`` over ranks, in place (e.g. per-rank mean gradients of equal-size shards)."""
     tensors = all_reduce_sum(tensors)

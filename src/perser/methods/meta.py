@@ -272,8 +272,7 @@ class MetaPerSER(NeuralPersonalizer):
         n_task = int(self.k_support) + int(self.k_query)
         log = SkipLog("meta")
         pools = {}
-        for a in train.annotators:
-            rows = np.flatnonzero(train.annotator_ids == a)
+        for a, rows in _rows_by_annotator(train.annotator_ids).items():
             if len(rows) >= n_task:
                 pools[a] = rows
             else:
@@ -293,8 +292,7 @@ class MetaPerSER(NeuralPersonalizer):
         vtasks: list = []
         if valid is not None and len(valid):
             Zv, Tv, civ = self._frozen(valid.X), torch.from_numpy(self._targets(valid.y)), torch.from_numpy(valid.clip_index)
-            for a in valid.annotators:
-                rows = np.flatnonzero(valid.annotator_ids == a)
+            for a, rows in _rows_by_annotator(valid.annotator_ids).items():
                 if len(rows) < k + 2:
                     log.add(f"validation annotators with fewer than {k + 2} ratings (k_support + 2) not used for early stopping", a)
                     continue
@@ -317,7 +315,7 @@ class MetaPerSER(NeuralPersonalizer):
         Z, T, ci = data
         rng = np.random.default_rng([int(self.seed), 17, epoch, it])
         B = min(int(self.meta_batch_size), len(names))
-        order = np.random.default_rng([int(self.seed), 19, epoch]).permutation(len(names))
+        order = self._epoch_order(len(names), epoch)
         start = (it * B) % len(names)
         pick = [order[(start + j) % len(names)] for j in range(B)]
         n_task = int(self.k_support) + int(self.k_query)
@@ -328,6 +326,14 @@ class MetaPerSER(NeuralPersonalizer):
             return TaskBatch(x, y, x, y)
         k = int(self.k_support)
         return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:])
+
+    def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
+        """The per-epoch shuffle of the task annotators (drawn once per epoch, not per meta-batch)."""
+        key = (n, epoch)
+        if getattr(self, "_order_key", None) != key:
+            self._order = np.random.default_rng([int(self.seed), 19, epoch]).permutation(n)
+            self._order_key = key
+        return self._order
 
     def _meta_train(self, learner: MAMLPlusPlus, train_tasks, vtasks, torch_dist: bool,
                     ck_key: str | None = None) -> list[dict]:
@@ -375,7 +381,9 @@ class MetaPerSER(NeuralPersonalizer):
             valid_loss=valid_loss if vtasks else None, patience=int(self.patience or 0),
             min_delta=float(self.min_delta), checkpoint=Path(self.checkpoint_dir) / "meta" if self.checkpoint_dir else None,
             fingerprint=fp, progress=bool(self.progress), description="meta-training",
+            items=iters * min(int(self.meta_batch_size), len(names)), unit="tasks",
         )
+        self.meta_epoch_seconds_ = res.epoch_seconds
         if not vtasks:
             warnings.warn("meta: no validation annotators; meta-training ran all epochs without early stopping",
                           PerserWarning, stacklevel=3)
@@ -480,6 +488,15 @@ class _LearnerTrainee:
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return self.learner.tensors()
+
+
+def _rows_by_annotator(ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Rating rows of every annotator (sorted by id; rows in order), by one stable sort
+    instead of one scan of all ratings per annotator."""
+    uniq, inv = np.unique(np.asarray(ids, dtype=str), return_inverse=True)
+    order = np.argsort(inv.reshape(-1), kind="stable")
+    bounds = np.cumsum(np.bincount(inv.reshape(-1), minlength=len(uniq)))[:-1]
+    return {str(a): r for a, r in zip(uniq, np.split(order, bounds))}
 
 
 def _fixed_task(rows: np.ndarray, k: int, Z, T, ci, seed) -> tuple:

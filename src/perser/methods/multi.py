@@ -42,7 +42,7 @@ CONSENSUS = "<consensus>"
 
 #: hyper-parameters that determine the fitted multi-annotator network
 FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "min_delta", "valid_fraction",
-              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage")
+              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "head_updates", "precision")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
 _FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
@@ -67,16 +67,31 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         distance. ``0`` (default): independent heads. Tavernor & Mower Provost's heads are
         independent too, but each starts as a copy of a trained consensus head, which
         this model does not do (``docs/papers.md``).
-        Needs a consensus head.
+        Needs a consensus head. With ``head_updates="sparse"`` the term is written per
+        rating, ``lambda / n_h * ||W_h - W_c||^2`` for the rating's head ``h`` with
+        ``n_h`` training ratings, and averaged over the batch like the loss: over an
+        epoch (and in expectation over a step) it is the same penalty, but a step touches
+        only the batch's heads.
+    head_updates:
+        ``"sparse"`` (default): a step reads, updates and shrinks only the heads of the
+        annotators in its batch (row-sparse gradients and :class:`~perser.methods.training.LazyAdam`),
+        so its cost follows the batch, not the number of annotators. ``"dense"``: every
+        head takes part in every step (:class:`torch.optim.Adam` over all heads: heads
+        not in the batch keep moving on their momentum, and the shrinkage term is summed
+        over all heads), the implementation before the sparse one; it costs
+        ``O(annotators)`` per step. The two agree exactly when every batch holds every
+        head (e.g. full-batch steps).
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`.
     """
 
-    def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, head_shrinkage: float = 0.0, **kwargs):
+    def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, head_shrinkage: float = 0.0,
+                 head_updates: str = "sparse", **kwargs):
         super().__init__(**kwargs)
         self.min_ratings = min_ratings
         self.consensus_weight = consensus_weight
         self.head_shrinkage = head_shrinkage
+        self.head_updates = head_updates
 
     # ----------------------------------------------------------- shared fits
     def fit_signature(self) -> tuple | None:
@@ -114,6 +129,8 @@ class MultiAnnotatorModel(NeuralPersonalizer):
             raise ConfigError(f"method {self.name!r}: head_shrinkage must be >= 0, got {self.head_shrinkage}")
         if float(self.head_shrinkage) > 0 and not float(self.consensus_weight) > 0:
             raise ConfigError(f"method {self.name!r}: head_shrinkage needs a consensus head (consensus_weight > 0)")
+        if self.head_updates not in ("sparse", "dense"):
+            raise ConfigError(f"method {self.name!r}: head_updates must be 'sparse' or 'dense', got {self.head_updates!r}")
 
     def fit_settings(self) -> dict:
         return {p: _freeze(getattr(self, p, None)) for p in FIT_PARAMS if p not in self.RESUMABLE}
@@ -135,16 +152,20 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         self.head_annotators_ = heads
         self._index = {a: i for i, a in enumerate(heads)}
         use_cons = float(self.consensus_weight) > 0
+        sparse = self.head_updates == "sparse"
         dev = self.train_device()
         self.net_ = self._make_net(len(heads) + int(use_cons)).to(dev)
+        self.net_.head.sparse_grad = sparse
         loss_fn = self._loss_fn(dev)
         w_cons = float(self.consensus_weight)
+        H = len(heads)
+        Xt = self._tensor(train.X).to(dev)  # every clip once, standardised; ratings index into it
 
-        def prepare(rs: RatingSet):
-            X = self._tensor(rs.X).to(dev)
-            keep = np.isin(rs.annotator_ids, heads)
+        def prepare(rs: RatingSet, X: torch.Tensor):
+            hid = _head_ids(rs.annotator_ids, heads)  # -1: no head of its own
+            keep = hid >= 0
             clip = torch.from_numpy(rs.clip_index[keep]).to(dev)
-            hidx = torch.from_numpy(np.array([self._index[a] for a in rs.annotator_ids[keep]], dtype=np.int64)).to(dev)
+            hidx = torch.from_numpy(hid[keep]).to(dev)
             T = torch.from_numpy(self._targets(rs.y[keep])).to(dev)
             # consensus target of every clip, from all ratings (indexed by clip row)
             crow, C = rs.consensus()
@@ -154,23 +175,34 @@ class MultiAnnotatorModel(NeuralPersonalizer):
             Cfull[torch.from_numpy(crow)] = torch.from_numpy(C.astype(np.float32))
             return X, clip, hidx, T, Cfull.to(dev)
 
-        X, clip, hidx, T, Cfull = prepare(train)
-        H = len(heads)
+        X, clip, hidx, T, Cfull = prepare(train, Xt)
 
         def loss_on(module, X, clip, hidx, T, Cfull, r):
-            c = clip[r]
+            # the trunk runs once per distinct clip of the batch; its ratings and its
+            # consensus target share that output
+            uc, inv = torch.unique(clip[r], return_inverse=True)
             if not use_cons:
-                return loss_fn(module(X[c], hidx[r]), T[r])
-            uc = torch.unique(c)
-            out = module(torch.cat([X[c], X[uc]]), torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]))
-            return loss_fn(out[: len(c)], T[r]) + w_cons * loss_fn(out[len(c):], Cfull[uc])
+                return loss_fn(module(X[uc], hidx[r], rows=inv), T[r])
+            n = len(r)
+            out = module(X[uc], torch.cat([hidx[r], torch.full((len(uc),), H, device=dev)]),
+                         rows=torch.cat([inv, torch.arange(len(uc), device=dev)]))
+            return loss_fn(out[:n], T[r]) + w_cons * loss_fn(out[n:], Cfull[uc])
 
-        shrink = float(self.head_shrinkage) / max(len(clip), 1)
+        lam = float(self.head_shrinkage)
+        shrink = lam / max(len(clip), 1)
         head_mod = self.net_.head
+        # per-rating shrinkage weight lambda / n_h of the rating's head (sparse updates)
+        per_rating = lam / torch.bincount(hidx, minlength=H).clamp(min=1).to(torch.float32)
 
         def batch_loss(module, idx):
-            loss = loss_on(module, X, clip, hidx, T, Cfull, torch.from_numpy(idx).to(dev))
-            if shrink > 0:
+            r = torch.from_numpy(idx).to(dev)
+            loss = loss_on(module, X, clip, hidx, T, Cfull, r)
+            if lam > 0 and sparse:
+                u, inv = torch.unique(hidx[r], return_inverse=True)
+                w, b = head_mod.gather(u)
+                sq = (w - head_mod.weight[H].detach()).pow(2).sum((1, 2)) + (b - head_mod.bias[H].detach()).pow(2).sum(1)
+                loss = loss + (per_rating[hidx[r]] * sq[inv]).mean()
+            elif lam > 0:
                 dw = head_mod.weight[:H] - head_mod.weight[H:].detach()
                 db = head_mod.bias[:H] - head_mod.bias[H:].detach()
                 loss = loss + shrink * (dw.pow(2).sum() + db.pow(2).sum())
@@ -178,16 +210,19 @@ class MultiAnnotatorModel(NeuralPersonalizer):
 
         valid_loss = None
         if valid is not None and np.isin(valid.annotator_ids, heads).any():
-            V = prepare(valid)
+            V = prepare(valid, Xt if valid.X is train.X else self._tensor(valid.X).to(dev))
             all_rows = torch.arange(len(V[1]), device=dev)
 
             def valid_loss(model):
                 return loss_on(model, *V, all_rows).item()
 
+        cfg = self.train_config(self.name, data=(train, valid), optimizer="lazy-adam" if sparse else "adam")
+        cfg.unit = "ratings"
         try:
-            self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, self.train_config(self.name, data=(train, valid)))
+            self.history_ = fit_model(self.net_, len(clip), batch_loss, valid_loss, cfg)
         finally:
             self.net_.to("cpu")
+            self.net_.head.sparse_grad = False
         return self
 
     # --------------------------------------------------------------- heads
@@ -332,6 +367,16 @@ def _freeze(v):
 def _differences(a: MultiAnnotatorModel, b: MultiAnnotatorModel) -> list[str]:
     return [f"{p}: {getattr(a, p, None)!r} vs {getattr(b, p, None)!r}" for p in FIT_PARAMS
             if _freeze(getattr(a, p, None)) != _freeze(getattr(b, p, None))] or ["checkpoint_dir"]
+
+
+def _head_ids(ids: np.ndarray, heads: list[str]) -> np.ndarray:
+    """Head index of every rating's annotator (``heads`` sorted), ``-1`` for annotators
+    without a head: one sort over the distinct ids, no Python loop over ratings."""
+    uniq, inv = np.unique(np.asarray(ids, dtype=str), return_inverse=True)
+    h = np.asarray(heads, dtype=str)
+    pos = np.searchsorted(h, uniq).clip(max=max(len(h) - 1, 0))
+    found = (h[pos] == uniq) if len(h) else np.zeros(len(uniq), dtype=bool)
+    return np.where(found, pos, -1).astype(np.int64)[inv.reshape(-1)]
 
 
 def _counts(ids: np.ndarray) -> dict[str, int]:

@@ -28,6 +28,10 @@ from torch import nn
 from perser.errors import ConfigError, FeatureError
 
 
+#: rows per chunk when standardising (bounds the temporaries for large feature arrays)
+CHUNK = 16384
+
+
 # --------------------------------------------------------------- standardizer
 @dataclass
 class Standardizer:
@@ -47,15 +51,26 @@ class Standardizer:
     eps: float = 1e-6
     clip: float | None = 5.0
 
-    def fit(self, X: np.ndarray) -> "Standardizer":
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim not in (2, 3) or len(X) == 0:
+    def fit(self, X: np.ndarray, rows: np.ndarray | None = None) -> "Standardizer":
+        """Fit on ``X`` (or on its rows ``rows``), in float64, reading ``CHUNK`` rows at a
+        time: a memory-mapped ``X`` is never loaded whole."""
+        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        idx = np.arange(len(X)) if rows is None else np.asarray(rows)
+        if X.ndim not in (2, 3) or len(idx) == 0:
             raise FeatureError(f"Standardizer.fit: expected a non-empty [n, d] or [n, L, D] array, got shape {X.shape}")
-        if not np.isfinite(X).all():
-            r = int(np.argwhere(~np.isfinite(X))[0, 0])
-            raise FeatureError(f"Standardizer.fit: non-finite feature value in row {r}")
-        self.mean = X.mean(axis=0).astype(np.float32)
-        std = X.std(axis=0)
+        total = np.zeros(X.shape[1:], dtype=np.float64)
+        for a in range(0, len(idx), CHUNK):
+            part = np.asarray(X[idx[a : a + CHUNK]], dtype=np.float64)
+            if not np.isfinite(part).all():
+                r = int(idx[a + int(np.argwhere(~np.isfinite(part))[0, 0])])
+                raise FeatureError(f"Standardizer.fit: non-finite feature value in row {r}")
+            total += part.sum(axis=0)
+        mean = total / len(idx)
+        sq = np.zeros_like(total)
+        for a in range(0, len(idx), CHUNK):
+            sq += ((np.asarray(X[idx[a : a + CHUNK]], dtype=np.float64) - mean) ** 2).sum(axis=0)
+        std = np.sqrt(sq / len(idx))
+        self.mean = mean.astype(np.float32)
         self.std = np.where(std < self.eps, 1.0, std).astype(np.float32)
         return self
 
@@ -67,14 +82,21 @@ class Standardizer:
         return tuple(self.mean.shape)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Standardise ``X``; raises :class:`FeatureError` on a shape mismatch."""
-        X = np.asarray(X, dtype=np.float32)
+        """Standardise ``X`` (any float dtype, memory-mapped or not) into a new float32
+        array; raises :class:`FeatureError` on a shape mismatch."""
+        X = X if hasattr(X, "shape") and hasattr(X, "dtype") else np.asarray(X, dtype=np.float32)
         if X.shape[1:] != self.shape:
             raise FeatureError(
                 f"features have shape {tuple(X.shape[1:])} per clip but the model was trained on {self.shape}"
             )
-        Z = (X - self.mean) / self.std
-        return np.clip(Z, -self.clip, self.clip) if self.clip is not None else Z
+        out = np.empty(X.shape, dtype=np.float32)  # filled CHUNK rows at a time: no full-size temporaries
+        for a in range(0, len(X), CHUNK):
+            z = out[a : a + CHUNK]
+            np.subtract(np.asarray(X[a : a + CHUNK], dtype=np.float32), self.mean, out=z)
+            np.divide(z, self.std, out=z)
+            if self.clip is not None:
+                np.clip(z, -self.clip, self.clip, out=z)
+        return out
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """Arrays ``{"mean", "std"}`` (for safetensors)."""
@@ -137,11 +159,40 @@ class Encoder(nn.Module):
 
 
 # ----------------------------------------------------------------- multi-head
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` for *unique* ``rows`` whose gradient is a sparse COO tensor
+    (``sparse_dim=1``: only the gathered rows, the rest of ``weight`` implied zero), as
+    :func:`torch.nn.functional.embedding` with ``sparse=True`` gives for 2-D tables."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(rows[None], grad, ctx.shape, check_invariants=False), None
+
+
+def gather_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``weight[rows]`` (``rows`` sorted and unique) with a row-sparse gradient, so that a
+    step on a few rows of a large table costs the rows, not the table."""
+    return _GatherRows.apply(weight, rows)
+
+
 class MultiHead(nn.Module):
     """``n_heads`` linear heads evaluated in one batched product.
 
     Parameters ``weight [H, in_dim, n_out]`` and ``bias [H, n_out]``, each head
     initialised like :class:`torch.nn.Linear` (uniform in ``±1/sqrt(in_dim)``).
+
+    ``sparse_grad = True`` makes :meth:`forward_heads` read only the heads named in
+    ``idx`` and give ``weight``/``bias`` row-sparse gradients (see :func:`gather_rows`),
+    for an optimiser that updates only those rows
+    (:class:`~perser.methods.training.LazyAdam`): a training step then costs the heads
+    of the batch, not all ``H``.
     """
 
     def __init__(self, in_dim: int, n_heads: int, n_out: int):
@@ -152,6 +203,7 @@ class MultiHead(nn.Module):
         bound = 1.0 / math.sqrt(self.in_dim)
         self.weight = nn.Parameter(torch.empty(self.n_heads, self.in_dim, self.n_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(self.n_heads, self.n_out).uniform_(-bound, bound))
+        self.sparse_grad = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """All heads: ``[n, in_dim] -> [n, H, n_out]``."""
@@ -159,7 +211,16 @@ class MultiHead(nn.Module):
 
     def forward_heads(self, z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Row ``i`` through head ``idx[i]``: ``[n, in_dim], [n] -> [n, n_out]``."""
+        if self.sparse_grad:
+            u, inv = torch.unique(idx, return_inverse=True)
+            w, b = self.gather(u)
+            return torch.einsum("ni,nio->no", z, w[inv]) + b[inv]
         return torch.einsum("ni,nio->no", z, self.weight[idx]) + self.bias[idx]
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights ``[len(rows), in_dim, n_out]`` and biases of heads ``rows`` (sorted,
+        unique), with row-sparse gradients."""
+        return gather_rows(self.weight, rows), gather_rows(self.bias, rows)
 
     def forward_one(self, z: torch.Tensor, h: int = 0) -> torch.Tensor:
         """Every row through head ``h``: ``[n, in_dim] -> [n, n_out]``."""
@@ -181,10 +242,15 @@ class HeadedNet(nn.Module):
         self.trunk = Encoder(input_shape, hidden=hidden, dropout=dropout)
         self.head = MultiHead(self.trunk.out_dim, n_heads, n_out)
 
-    def forward(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, idx: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``[n, n_out]`` through head ``idx[i]`` per row, or head 0 when ``idx`` is None
-        and there is a single head; ``[n, H, n_out]`` when ``idx`` is None otherwise."""
+        and there is a single head; ``[n, H, n_out]`` when ``idx`` is None otherwise.
+
+        ``rows``: output row ``i`` is computed from input row ``rows[i]`` (the trunk runs
+        once per input row, e.g. once per clip for all ratings of the clip)."""
         z = self.trunk(x)
+        if rows is not None:
+            z = z[rows]
         if idx is not None:
             return self.head.forward_heads(z, idx)
         if self.head.n_heads == 1:

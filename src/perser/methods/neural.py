@@ -70,6 +70,10 @@ class NeuralPersonalizer(Personalizer):
         Where :meth:`fit` trains: ``"auto"`` (this rank's GPU under a NCCL process group,
         else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``. Fitted models are kept, saved
         and run for enrollment and prediction on the CPU.
+    precision:
+        Training arithmetic: ``"auto"`` (bfloat16 autocast on a CUDA device that has it,
+        float32 elsewhere), ``"fp32"`` or ``"bf16"`` (see
+        :class:`~perser.methods.training.TrainConfig`). Weights stay float32.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class NeuralPersonalizer(Personalizer):
         checkpoint_dir: str | None = None,
         device: str = "auto",
         min_delta: float = 1e-5,
+        precision: str = "auto",
     ):
         self.hidden = hidden
         self.dropout = dropout
@@ -105,6 +110,7 @@ class NeuralPersonalizer(Personalizer):
         self.checkpoint_dir = checkpoint_dir
         self.device = device
         self.min_delta = min_delta
+        self.precision = precision
         #: how the features were made (set by the caller, saved with the model)
         self.feature_spec: dict | None = None
 
@@ -141,7 +147,7 @@ class NeuralPersonalizer(Personalizer):
         """The hyper-parameters that shape the fitted network (part of a checkpoint's fingerprint)."""
         return {p: getattr(self, p) for p in NeuralPersonalizer.param_names() if p not in self.RESUMABLE}
 
-    def train_config(self, description: str, checkpoint_sub: str = "", data: tuple = ()) -> TrainConfig:
+    def train_config(self, description: str, checkpoint_sub: str = "", data: tuple = (), optimizer: str = "adam") -> TrainConfig:
         """Training settings; with checkpoints, ``data`` (the training and validation
         :class:`RatingSet`) and :meth:`fit_settings` are fingerprinted, so that a checkpoint
         written on other data or with other settings is refused instead of resumed."""
@@ -154,6 +160,7 @@ class NeuralPersonalizer(Personalizer):
             weight_decay=float(self.weight_decay), patience=int(self.patience or 0), min_delta=float(self.min_delta),
             seed=int(self.seed),
             checkpoint_dir=ck, progress=bool(self.progress), description=description, data_key=key,
+            optimizer=optimizer, precision=str(self.precision),
         )
 
     def train_device(self) -> torch.device:
@@ -213,7 +220,7 @@ class NeuralPersonalizer(Personalizer):
                 train, valid = train.rows(~m), train.rows(m)
         self.space_ = train.space
         self.input_shape_ = tuple(int(s) for s in train.X.shape[1:])
-        self.standardizer_ = Standardizer().fit(train.X[np.unique(train.clip_index)])
+        self.standardizer_ = Standardizer().fit(train.X, rows=np.unique(train.clip_index))
         self.seen_annotators_ = train.annotators
         if train.space.kind == "multilabel" and self.cb_beta:
             self.class_weights_ = class_balanced_weights(train.y, beta=float(self.cb_beta))
@@ -236,7 +243,7 @@ class NeuralPersonalizer(Personalizer):
 
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
         """Standardised features as a tensor (checks the shape against training)."""
-        return torch.from_numpy(self.standardizer_.transform(np.asarray(X, dtype=np.float32)))
+        return torch.from_numpy(self.standardizer_.transform(X))
 
     def embed(self, X: np.ndarray) -> torch.Tensor:
         """Trunk output ``[n, hidden[-1]]`` for features ``X`` (eval mode, no gradients)."""

@@ -1,327 +1,339 @@
-"""The enrollment service: an HTTP shell over one trained model and its profile store.
+"""The HTTP application over a :class:`~perser.serve.service.Service`.
 
-:class:`Service` does the work in plain Python (and is tested without HTTP);
-:func:`create_app` wraps it in FastAPI. The endpoints:
+``create_app(service)`` builds it; other parts of perser add their own routes with
+``app.include_router(router)`` and use :func:`principal` (the caller, authenticated and
+rate-limited), :func:`listener_param` (the ``{listener}`` path segment, decoded and
+checked) and ``request.app.state.service``.
+
+Endpoints (JSON; errors are ``{"detail": "..."}`` naming the field, never echoing input):
 
 ``GET /health``
-    ``{"status": "ok", "method", "space", "profiles"}``.
-``GET /model``
-    The model: method, label space (classes or dimensions and scale), feature spec and
-    input shape, seen annotators (multi-annotator models).
-``POST /enroll``
-    ``{"annotator": "alice", "ratings": [{"id": "c1", "features": [...], "label": "hap"}, ...],
-    "overwrite": false}``. Each rated clip gives ``features`` (the model's per-clip input:
-    88 numbers for eGeMAPS, ``[layers, dim]`` for SSL features) **or** ``audio`` (a
-    base64-encoded audio file; features are extracted with the model's feature spec and
-    cached by content), and the listener's rating: ``label`` (categorical: a class;
-    multilabel: a list of classes) or ``values`` (dimensional: ``{"arousal": 4, ...}`` on
-    the space's scale). Answers the stored profile's summary (for ``similar``: the chosen
-    seen annotator(s) and their scores). 409 if the annotator is enrolled already and
-    ``overwrite`` is false.
+    ``{"status": "ok", "models", "default"}`` -- no database work, for load balancers.
+``GET /models``
+    Served models (name, identity digest, method, space, features, default) and their
+    re-enrollment progress (``listeners``, ``ready``, ``pending``, ``failed``).
+``POST /listeners/{listener}/ratings``
+    ``{"ratings": [{"id": "clip1", "features": [...] | "audio": "<base64>", "label": "hap"
+    | "values": {...}}, ...], "model": optional}``: adds ratings (a clip rated before is
+    replaced), creating the listener; recomputes their profile for every served model
+    from all their ratings; answers each profile's state.
+``PUT /listeners/{listener}/ratings``
+    The same, replacing all the listener's ratings (at least the method's minimum K).
+``GET /listeners/{listener}/ratings``, ``GET /listeners/{listener}``, ``DELETE /listeners/{listener}``
+    Their ratings; their profiles per model; remove them (ratings, profiles, cached features).
+``GET /listeners?after=&limit=``
+    A page of listener ids (admin).
 ``POST /predict``
-    ``{"annotator": "alice", "clips": [{"id": "x", "features": [...]}, ...]}``; without
-    ``annotator`` the model predicts for no particular listener (what ``predict`` does
-    with no profile: the consensus head, or the method's listener-independent output).
-    Answers one prediction per clip: ``label`` and ``proba`` per class, or ``values``
-    per dimension.
-``GET /profiles``, ``GET /profiles/{annotator}``, ``DELETE /profiles/{annotator}``
-    List, show and remove enrolled listeners.
+    ``{"listener": optional, "model": optional, "clips": [{"id", "features" | "audio"}]}``.
+``GET /metrics``
+    Prometheus metrics (admin when keys are in use).
 
-Errors are JSON ``{"detail": ...}`` naming the culprit (``ratings[3]``, the label, the
-annotator): 422 for a malformed request or bad input (an unknown class, a value off the
-scale, features of the wrong shape, undecodable audio), 404 for an unknown annotator,
-409 for an existing profile. A request is checked whole before anything is written.
+Listener ids are any Unicode text up to 256 bytes: in a path they are one percent-encoded
+segment (``/`` as ``%2F``), so ``msp-podcast/W1`` is ``/listeners/msp-podcast%2FW1``.
+
+Status codes: 401 no or unknown key, 403 a key that does not reach the listener, 404
+unknown listener or model, 409 listener exists / no usable profile, 413 body or clip
+count over the limit, 422 bad input, 429 rate limit (with ``Retry-After``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import tempfile
-import threading
-from pathlib import Path
-from typing import Any, Optional, Union
+import logging
+import math
+import re
+import time
+import uuid
+from typing import Optional
+from urllib.parse import unquote
 
-import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 
-from perser.corpus.model import MULTILABEL_SEP, split_multilabel
-from perser.errors import ConfigError, CorpusError, FeatureError, PerserError
-from perser.methods.base import Personalizer, Profile, _json_default
-from perser.serve.store import ProfileExists, ProfileStore, UnknownAnnotator, check_annotator_id, model_fingerprint
+from perser.errors import ConfigError, PerserError
+from perser.serve.keys import Forbidden, Principal, RateLimited, Unauthorized
+from perser.serve.service import (
+    ListenerExists, NoProfile, PredictRequest, RatingsRequest, Service, TooLarge, UnknownListener, UnknownModel,
+)
 
-#: at most this many clips in one request (enrollment sets are small; predict in chunks)
-MAX_CLIPS = 1000
-
-
-# ------------------------------------------------------------------- requests
-class Clip(BaseModel):
-    """One clip: its precomputed features, or its audio (base64 of the file's bytes)."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: Optional[str] = Field(None, description="Your name for the clip (echoed back).")
-    features: Optional[Union[list[float], list[list[float]]]] = Field(
-        None, description="The model's per-clip input (eGeMAPS: 88 numbers; SSL: [layers, dim]).")
-    audio: Optional[str] = Field(None, description="Base64 of an audio file (WAV, FLAC, OGG).")
+access_log = logging.getLogger("perser.serve.access")
+_RID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class RatedClip(Clip):
-    """A clip and the enrolling listener's rating of it."""
-
-    label: Optional[Union[str, list[str]]] = Field(
-        None, description="Categorical: one class. Multilabel: a list of classes (may be empty).")
-    values: Optional[dict[str, float]] = Field(None, description="Dimensional: a value per dimension.")
+class BodyTooLarge(Exception):
+    pass
 
 
-class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    annotator: str = Field(..., description="The new listener's id.")
-    ratings: list[RatedClip] = Field(..., min_length=1, max_length=MAX_CLIPS)
-    overwrite: bool = False
+# ------------------------------------------------------------------ middleware
+class ServiceMiddleware:
+    """Outermost layer (pure ASGI, before any parsing): request ids, access log, metrics,
+    the body-size cap (``Content-Length`` first, then counted while streaming), and the
+    ``/listeners/<segment>`` path kept percent-encoded so an id may contain ``/``."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max_body = int(max_body_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from perser.serve import metrics
+
+        t0 = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not _RID.match(rid):
+            rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        raw = scope.get("raw_path")
+        if raw and raw.startswith(b"/listeners/"):
+            scope["path"] = raw.split(b"?", 1)[0].decode("latin-1")  # segments stay encoded; listener_param decodes
+        status = {"code": 500, "started": False}
+
+        async def send_wrapped(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+            await send(message)
+
+        async def reply(code: int, detail: str):
+            body = json.dumps({"detail": detail}).encode()
+            await send_wrapped({"type": "http.response.start", "status": code,
+                                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                            (b"connection", b"close")]})
+            await send_wrapped({"type": "http.response.body", "body": body})
+
+        too_big = f"request body over the limit of {self.max_body} bytes"
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await reply(413, too_big)
+                return
+            seen = 0
+
+            async def receive_counted():
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > self.max_body:
+                        raise BodyTooLarge()
+                return message
+
+            try:
+                await self.app(scope, receive_counted, send_wrapped)
+            except BodyTooLarge:
+                if not status["started"]:
+                    await reply(413, too_big)
+        finally:
+            dt = time.perf_counter() - t0
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.REQUESTS.labels(scope["method"], template, str(status["code"])).inc()
+            metrics.LATENCY.labels(template).observe(dt)
+            who = scope["state"].get("principal", "-")
+            access_log.info('%s %s "%s %s" %s %.1fms key=%s', rid, (scope.get("client") or ("-",))[0], scope["method"],
+                            template, status["code"], dt * 1000, who)
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    annotator: Optional[str] = Field(None, description="An enrolled listener; omit for no particular listener.")
-    clips: list[Clip] = Field(..., min_length=1, max_length=MAX_CLIPS)
+# ---------------------------------------------------------------- dependencies
+def principal(request: Request) -> Principal:
+    """The caller: authenticated by their key and within their rate limit (a FastAPI dependency)."""
+    service: Service = request.app.state.service
+    p = service.authenticate(request.headers.get("authorization"))
+    request.scope["state"]["principal"] = p.name
+    who = p.name if p.scope != "open" else f"ip:{request.client.host if request.client else '-'}"
+    service.rate_limiter.check(who)
+    return p
 
 
-# -------------------------------------------------------------------- service
-class Service:
-    """One trained model, its profile store and the feature extraction of uploaded audio.
+def listener_param(request: Request) -> str:
+    """The ``{listener}`` path segment, percent-decoded and checked."""
+    from perser.serve.db import check_listener_id
 
-    Parameters
-    ----------
-    model_dir:
-        A saved model folder (``perser train --out``).
-    profiles:
-        The profile store folder; created for this model, refused if made for another.
-    cache_dir:
-        Feature store for uploaded audio (default ``$PERSER_CACHE`` or ``~/.cache/perser/features``).
-    max_audio_seconds:
-        Uploaded audio longer than this is refused.
-    """
-
-    def __init__(self, model_dir: str | Path, profiles: str | Path, cache_dir: str | Path | None = None,
-                 max_audio_seconds: float = 60.0):
-        from perser.methods import load_model
-
-        self.model_dir = Path(model_dir)
-        self.model: Personalizer = load_model(self.model_dir)
-        self.space = self.model.space_
-        self.cache_dir = cache_dir
-        self.max_audio_seconds = float(max_audio_seconds)
-        self.store = ProfileStore(profiles, {
-            "fingerprint": model_fingerprint(self.model_dir), "method": self.model.name,
-            "space": self.space.name, "model": str(self.model_dir.resolve()),
-        })
-        self._lock = threading.Lock()  # one model call at a time (cached head matrices are shared)
-
-    # ------------------------------------------------------------ inspection
-    def info(self) -> dict:
-        spec = getattr(self.model, "feature_spec", None) or {}
-        out = {
-            "method": self.model.name,
-            "space": self.space.to_dict(),
-            "features": spec.get("spec"),
-            "input_shape": list(getattr(self.model, "input_shape_", ()) or ()),
-            "personalized": bool(getattr(self.model, "personalized", True)),
-        }
-        heads = getattr(self.model, "head_annotators_", None)
-        if heads is not None:
-            out["seen_annotators"] = len(heads)
-        return out
-
-    def health(self) -> dict:
-        return {"status": "ok", "method": self.model.name, "space": self.space.name, "profiles": len(self.store)}
-
-    # ------------------------------------------------------------- features
-    def _features(self, clips: list[Clip], what: str) -> np.ndarray:
-        """``[n, *input_shape]`` features of ``clips``: given, or extracted from their audio."""
-        shape = tuple(getattr(self.model, "input_shape_", ()) or ())
-        rows: list[Optional[np.ndarray]] = [None] * len(clips)
-        audio: dict[int, bytes] = {}
-        for i, c in enumerate(clips):
-            name = self._name(clips, i, what)
-            if (c.features is None) == (c.audio is None):
-                raise ConfigError(f"{name}: give exactly one of 'features' and 'audio'")
-            if c.features is not None:
-                x = np.asarray(c.features, dtype=np.float32)
-                if x.shape != shape:
-                    raise FeatureError(f"{name}: features of shape {list(x.shape)}, the model expects {list(shape)}")
-                if not np.isfinite(x).all():
-                    raise FeatureError(f"{name}: features contain NaN or infinite values")
-                rows[i] = x
-            else:
-                try:
-                    audio[i] = base64.b64decode(c.audio, validate=True)
-                except (binascii.Error, ValueError):
-                    raise ConfigError(f"{name}: 'audio' is not valid base64") from None
-                if not audio[i]:
-                    raise FeatureError(f"{name}: 'audio' is empty")
-        if audio:
-            fspec = getattr(self.model, "feature_spec", None) or {}
-            spec = fspec.get("spec")
-            if not spec or str(spec).startswith("file:"):
-                raise ConfigError("this model was trained on precomputed features of unknown origin; send 'features', not 'audio'")
-            from perser.audio import read_audio
-            from perser.features import extract
-
-            with tempfile.TemporaryDirectory(prefix="perser-serve-") as tmp:
-                paths = {}
-                for i, data in audio.items():
-                    p = Path(tmp) / f"{what}-{i}.wav"
-                    p.write_bytes(data)
-                    paths[i] = str(p)
-                    try:  # unreadable, empty, silent, NaN: refused here, naming the clip
-                        read_audio(p, max_duration=self.max_audio_seconds)
-                    except FeatureError as e:
-                        raise FeatureError(f"{self._name(clips, i, what)}: {str(e).replace(str(p), 'audio')}") from None
-                feats = extract(list(paths.values()), spec, cache_dir=self.cache_dir, shard=(0, 1), progress=False,
-                                **(fspec.get("settings") or {}))  # as at training: same numbers, same store key
-                for i, p in paths.items():
-                    if p in feats.failures:
-                        msg = str(feats.failures[p]).replace(p, "audio")
-                        raise FeatureError(f"{self._name(clips, i, what)}: {msg}")
-                    rows[i] = feats.select([p])[0]
-        return np.stack([np.asarray(r, dtype=np.float32) for r in rows])
-
-    @staticmethod
-    def _name(clips: list[Clip], i: int, what: str) -> str:
-        return f"{what}[{i}]" + (f" ({clips[i].id!r})" if clips[i].id else "")
-
-    # ---------------------------------------------------------------- labels
-    def _labels(self, ratings: list[RatedClip]) -> np.ndarray:
-        """Encode the listener's ratings as the model's targets; errors name ``ratings[i]``."""
-        sp = self.space
-        field, other = ("label", "values") if sp.is_class else ("values", "label")
-        want = list(sp.classes) if sp.is_class else list(sp.dimensions)
-        rows = []
-        for i, r in enumerate(ratings):
-            if getattr(r, other) is not None:
-                raise ConfigError(f"ratings[{i}]: space {sp.name!r} is {sp.kind}: give '{field}', not '{other}'")
-            v = getattr(r, field)
-            if v is None:
-                raise ConfigError(f"ratings[{i}]: missing '{field}' ({', '.join(want)})")
-            if sp.kind == "categorical":
-                if not isinstance(v, str):
-                    raise ConfigError(f"ratings[{i}]: space {sp.name!r} is categorical: 'label' is one class, not a list")
-                rows.append(v)
-            elif sp.kind == "multilabel":
-                labels = [v] if isinstance(v, str) else list(v)
-                bad = [c for c in labels if MULTILABEL_SEP in c]
-                if bad:
-                    raise ConfigError(f"ratings[{i}]: class {bad[0]!r} contains {MULTILABEL_SEP!r}")
-                rows.append(MULTILABEL_SEP.join(labels))
-            else:
-                if set(v) != set(want):
-                    extra, missing = sorted(set(v) - set(want)), [d for d in want if d not in v]
-                    raise ConfigError(f"ratings[{i}]: 'values' needs exactly {want}"
-                                      + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
-                lo, hi = sp.scale
-                for d in want:
-                    if not np.isfinite(v[d]) or v[d] < lo or v[d] > hi:
-                        raise CorpusError(f"ratings[{i}]: {d} value {v[d]} is outside the scale {sp.scale}")
-                rows.append([v[d] for d in want])
-        index = pd.Index([f"ratings[{i}]" for i in range(len(ratings))])
-        if sp.is_class:
-            df = pd.DataFrame({sp.name: pd.Series(rows, index=index, dtype=object)})
-        else:
-            df = pd.DataFrame(np.asarray(rows, dtype=np.float32), index=index, columns=want)
-        return sp.encode(df)
-
-    # ------------------------------------------------------------- requests
-    def enroll(self, req: EnrollRequest) -> dict:
-        annotator = check_annotator_id(req.annotator)
-        if annotator in self.store and not req.overwrite:
-            raise ProfileExists(f"annotator {annotator!r} is already enrolled; send \"overwrite\": true to replace the profile")
-        y = self._labels(req.ratings)
-        X = self._features(req.ratings, "ratings")
-        with self._lock:
-            profile = self.model.enroll(X, y, annotator=annotator)
-        self.store.put(profile, overwrite=req.overwrite)
-        return {"annotator": annotator, "k": len(y), **self._summary(profile)}
-
-    def predict(self, req: PredictRequest) -> dict:
-        profile: Optional[Profile] = None
-        if req.annotator is not None:
-            profile = self.store.get(check_annotator_id(req.annotator))
-        X = self._features(req.clips, "clips")
-        with self._lock:
-            pred = self.model.predict(profile, X)
-        sp = self.space
-        labels = pred.labels if sp.is_class else None  # the decision is Predictions' (argmax, or the threshold)
-        out = []
-        for i, c in enumerate(req.clips):
-            item: dict[str, Any] = {"id": c.id if c.id is not None else str(i)}
-            if sp.is_class:
-                item["proba"] = {cls: float(v) for cls, v in zip(sp.classes, np.asarray(pred.proba[i], dtype=float))}
-                if sp.kind == "categorical":
-                    item["label"] = labels[i]
-                else:
-                    item["label"] = split_multilabel(labels[i])
-                    item["threshold"] = float(pred.threshold)
-            else:
-                item["values"] = {d: float(v) for d, v in zip(sp.dimensions, np.asarray(pred.values[i], dtype=float))}
-            out.append(item)
-        return {"annotator": req.annotator, "method": self.model.name, "space": sp.name, "predictions": out}
-
-    def profiles(self) -> dict:
-        return {"annotators": self.store.annotators()}
-
-    def profile(self, annotator: str) -> dict:
-        p = self.store.get(check_annotator_id(annotator))
-        return {"annotator": annotator, **self._summary(p)}
-
-    def delete(self, annotator: str) -> dict:
-        self.store.delete(check_annotator_id(annotator))
-        return {"deleted": annotator}
-
-    @staticmethod
-    def _summary(profile: Profile) -> dict:
-        """The profile's JSON part (without long rankings), JSON-safe."""
-        data = {k: v for k, v in profile.data.items() if k != "ranking"}
-        return {"method": profile.method,
-                "profile": json.loads(json.dumps(data, default=_json_default)),
-                "adapted_tensors": sorted(profile.tensors)}
+    try:
+        return check_listener_id(unquote(request.path_params["listener"], errors="strict"))
+    except UnicodeDecodeError:
+        raise ConfigError("listener id: not valid UTF-8") from None
 
 
 # ------------------------------------------------------------------------ app
-def create_app(service: Service):
-    """A FastAPI application serving ``service`` (needs ``pip install 'perser[serve]'``)."""
+def create_app(service: Service, start_background: bool = True, threads: int = 4):
+    """A FastAPI application serving ``service`` (needs ``pip install 'perser[serve]'``).
+
+    ``start_background``: start the re-enrollment thread when the app starts (and stop it
+    when it stops). ``threads``: requests worked on at once in this process (parsing,
+    features, the model, the database run in these threads, never on the event loop;
+    few threads leave the event loop the interpreter's lock often enough that
+    ``/health`` answers in milliseconds under load).
+    """
     try:
-        from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse
+        from fastapi import APIRouter, Depends, FastAPI, Query
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse, Response
+        from pydantic import ValidationError
     except ImportError:  # pragma: no cover - depends on the installation
         raise ConfigError("the service needs FastAPI and uvicorn: pip install 'perser[serve]'") from None
+    from contextlib import asynccontextmanager
+
+    import anyio
+
+    limiter = anyio.CapacityLimiter(threads)
+
+    async def run_in_threadpool(fn, *args):
+        """``fn(*args)`` in a worker thread, its result serialised there too (not on the event loop)."""
+        def call():
+            return json.dumps(fn(*args), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+        return Response(await anyio.to_thread.run_sync(call, limiter=limiter), media_type="application/json")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if start_background:
+            service.start()
+        yield
+        service.stop()
 
     app = FastAPI(title="perser", description="Enroll listeners and predict their emotion labels.",
-                  version=_version())
+                  version=_version(), lifespan=lifespan)
+    app.state.service = service
 
     def status(code: int):
         async def handler(request: Request, exc: Exception):
-            return JSONResponse(status_code=code, content={"detail": str(exc)})
+            headers = {}
+            if isinstance(exc, RateLimited):
+                headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            if isinstance(exc, Unauthorized):
+                headers["WWW-Authenticate"] = "Bearer"
+            return JSONResponse(status_code=code, content={"detail": str(exc)}, headers=headers)
 
         return handler
 
     # the most specific class wins (Starlette looks handlers up along the exception's MRO)
-    for exc_type, code in ((UnknownAnnotator, 404), (ProfileExists, 409), (PerserError, 422)):
+    for exc_type, code in ((UnknownListener, 404), (UnknownModel, 404), (ListenerExists, 409), (NoProfile, 409),
+                           (TooLarge, 413), (Unauthorized, 401), (Forbidden, 403), (RateLimited, 429), (PerserError, 422)):
         app.add_exception_handler(exc_type, status(code))
 
-    routes = (
-        ("GET", "/health", service.health),
-        ("GET", "/model", service.info),
-        ("POST", "/enroll", service.enroll),
-        ("POST", "/predict", service.predict),
-        ("GET", "/profiles", service.profiles),
-        ("GET", "/profiles/{annotator:path}", service.profile),
-        ("DELETE", "/profiles/{annotator:path}", service.delete),
-    )
-    for method, path, endpoint in routes:  # the service's methods, typed: FastAPI validates against them
-        app.add_api_route(path, endpoint, methods=[method])
+    async def invalid(request: Request, exc):
+        return JSONResponse(status_code=422, content={"detail": validation_message(exc.errors())})
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(ValidationError, invalid)
+
+    async def body_of(request: Request) -> bytes:
+        return await request.body()  # counted by ServiceMiddleware while it streams in
+
+    def parse(model, body: bytes):
+        return model.model_validate_json(body or b"null")
+
+    router = APIRouter()
+    Caller = Depends(principal)
+
+    @router.get("/health")
+    async def health():
+        return service.health()
+
+    @router.get("/models")
+    async def models(p: Principal = Caller):
+        return await run_in_threadpool(service.models_info)
+
+    @router.get("/listeners")
+    async def listeners(p: Principal = Caller, after: Optional[str] = Query(None, max_length=1024),
+                        limit: int = Query(100, ge=1)):
+        service.authorize(p, admin=True)
+        return await run_in_threadpool(service.list_listeners, after, limit)
+
+    def ratings_endpoint(replace: bool):
+        async def endpoint(request: Request, listener: str = Depends(listener_param), p: Principal = Caller):
+            service.authorize(p, listener)
+            body = await body_of(request)
+
+            def work():
+                return service.add_ratings(listener, parse(RatingsRequest, body), replace=replace)
+
+            return await run_in_threadpool(work)
+
+        return endpoint
+
+    extra = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RatingsRequest"}}}}}
+    router.add_api_route("/listeners/{listener}/ratings", ratings_endpoint(False), methods=["POST"], openapi_extra=extra,
+                         summary="Add ratings of a listener and recompute their profiles")
+    router.add_api_route("/listeners/{listener}/ratings", ratings_endpoint(True), methods=["PUT"], openapi_extra=extra,
+                         summary="Replace all ratings of a listener")
+
+    @router.get("/listeners/{listener}/ratings")
+    async def get_ratings(listener: str = Depends(listener_param), p: Principal = Caller):
+        service.authorize(p, listener)
+        return await run_in_threadpool(lambda: {"listener": listener, "ratings": service.ratings(listener)})
+
+    @router.get("/listeners/{listener}")
+    async def get_listener(listener: str = Depends(listener_param), p: Principal = Caller):
+        service.authorize(p, listener)
+        return await run_in_threadpool(service.listener_info, listener)
+
+    @router.delete("/listeners/{listener}")
+    async def delete_listener(listener: str = Depends(listener_param), p: Principal = Caller):
+        service.authorize(p, listener)
+        return await run_in_threadpool(service.delete_listener, listener)
+
+    @router.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
+    async def predict(request: Request, p: Principal = Caller):
+        body = await body_of(request)
+
+        def work():
+            req = parse(PredictRequest, body)
+            if req.listener is not None or not p.is_admin:
+                service.authorize(p, req.listener)
+            return service.predict(req)
+
+        return await run_in_threadpool(work)
+
+    @router.get("/metrics")
+    async def metrics_page(p: Principal = Caller):
+        service.authorize(p, admin=True)
+        from perser.serve import metrics
+
+        body = await anyio.to_thread.run_sync(metrics.render, service, limiter=limiter)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.include_router(router)
+    _document_bodies(app, RatingsRequest, PredictRequest)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=service.limits.max_body_bytes)
     return app
+
+
+def validation_message(errors) -> str:
+    """Pydantic's errors as ``field: message; ...`` (locations and messages only, no input)."""
+    parts = []
+    for e in list(errors)[:10]:
+        loc = [x for x in e.get("loc", ()) if x != "body"]
+        where = ""
+        for x in loc:
+            where += f"[{x}]" if isinstance(x, int) else (f".{x}" if where else str(x))
+        msg = str(e.get("msg", "invalid"))
+        parts.append(f"{where or 'body'}: {msg}")
+    return "; ".join(parts)
+
+
+def _document_bodies(app, *models) -> None:
+    """Put the request models' JSON schemas into the OpenAPI document (bodies are parsed by hand,
+    off the event loop, so FastAPI does not see them)."""
+    original = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for m in models:
+            s = m.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(s.pop("$defs", {}))
+            comps[m.__name__] = s
+        return schema
+
+    app.openapi = openapi
 
 
 def _version() -> str:

@@ -1,11 +1,12 @@
 """Enrolling a listener by asking them the most telling clips, over HTTP and in a web page.
 
 A *pool* of clips (a corpus folder or a CSV of audio files, see :class:`EnrollmentPool`)
-is registered with the served model. :class:`EnrollPage` keeps each listener's answers
-(one JSON file per listener beside the profile store), chooses the next clips with an
-enrollment strategy (:mod:`perser.enroll`; ``active`` by default), and re-enrolls the
-listener after every answer through the service's own ``enroll`` (so the stored profile
-is always the one of all the answers so far). :func:`enroll_router` exposes it:
+is registered with a served model. :class:`EnrollPage` chooses the next clips with an
+enrollment strategy (:mod:`perser.enroll`; ``active`` by default) from the listener's
+ratings so far, and stores each answer as a rating through the service
+(:meth:`perser.serve.service.Service.add_ratings`: the database keeps the listener's
+ratings, and their profile is recomputed from all of them). :func:`enroll_router` exposes
+it, with the service's keys (a key must reach the listener):
 
 ``GET /``
     The enrollment page (plain HTML and JavaScript shipped in the package).
@@ -25,34 +26,26 @@ is always the one of all the answers so far). :func:`enroll_router` exposes it:
 ``GET /pool/{clip_id}/audio``
     A pool clip's audio file.
 
-The listener id is the key the page is opened with (``/?listener=ID``).
+The page is opened with the listener's id (``/?listener=ID``) and, where the service uses
+keys, the listener's key (sent as ``Authorization: Bearer KEY``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import quote
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 
 from perser.errors import ConfigError, PerserError
 
 STATIC = Path(__file__).with_name("static")
 #: files the page serves from :data:`STATIC`
 PAGE_FILES = {"enroll.html": "text/html", "enroll.js": "text/javascript", "enroll.css": "text/css"}
-
-
-class UnknownListener(PerserError, KeyError):
-    """No answers stored for this listener."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 # ----------------------------------------------------------------------- pool
@@ -135,16 +128,15 @@ class CompareRequest(BaseModel):
 
 
 class EnrollPage:
-    """Answers, next clips and re-enrollment of listeners enrolling from ``pool``.
+    """Next clips, answers and the closest seen listeners of listeners enrolling from ``pool``.
 
     Parameters
     ----------
     service:
-        The :class:`perser.serve.Service` of the model (its ``enroll`` and ``predict``).
+        The :class:`perser.serve.service.Service`; the page works with its model ``model``
+        (default: the default model).
     pool:
-        The :class:`EnrollmentPool`.
-    answers_dir:
-        Folder of the listeners' answers (one JSON file per listener).
+        The :class:`EnrollmentPool` (features made for that model).
     strategy:
         Enrollment strategy spec (``"active"``, ``"random"``, ``"diverse"``, or with
         parameters, ``"active:criterion=head"``).
@@ -152,17 +144,16 @@ class EnrollPage:
         How many answers the page asks for before offering the comparison.
     """
 
-    def __init__(self, service, pool: EnrollmentPool, answers_dir: str | Path, strategy: str = "active",
-                 target_k: int = 10, seed: int = 0):
+    def __init__(self, service, pool: EnrollmentPool, strategy: str = "active", target_k: int = 10, seed: int = 0,
+                 model: Optional[str] = None):
         from perser.enroll import make_strategy
         from perser.enroll.active import ActiveStrategy, has_heads
 
         self.service = service
-        self.model = service.model
+        self.served = service.model_for(model)
+        self.model = self.served.model
         self.space = self.model.space_
         self.pool = pool
-        self.answers_dir = Path(answers_dir)
-        self.answers_dir.mkdir(parents=True, exist_ok=True)
         self.target_k = int(target_k)
         self.strategy = make_strategy(strategy, seed=seed).fit(self.model)
         self.session = self.strategy.session(pool.X)
@@ -170,40 +161,23 @@ class EnrollPage:
         self._lock = threading.Lock()
 
     # answers ---------------------------------------------------------------
-    def _file(self, listener: str) -> Path:
-        from perser.serve.store import check_annotator_id
-
-        return self.answers_dir / (quote(check_annotator_id(listener), safe="") + ".json")
-
     def answers(self, listener: str) -> list[dict]:
-        f = self._file(listener)
-        if not f.is_file():
+        """The listener's ratings of pool clips (``clip_id``, ``label``: a class, classes or values)."""
+        from perser.serve.service import UnknownListener
+
+        try:
+            stored = self.service.ratings(listener)
+        except UnknownListener:
             return []
-        return json.loads(f.read_text(encoding="utf-8"))["answers"]
-
-    def _write(self, listener: str, answers: list[dict]) -> None:
-        f = self._file(listener)
-        tmp = f.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{f.name}")
-        tmp.write_text(json.dumps({"listener": listener, "answers": answers}, indent=1), encoding="utf-8")
-        os.replace(tmp, f)
-
-    def _encode(self, answers: list[dict]) -> np.ndarray:
-        from perser.corpus.model import MULTILABEL_SEP
-
-        sp = self.space
-        if sp.kind == "categorical":
-            df = pd.DataFrame({sp.name: [a["label"] for a in answers]}, dtype=object)
-        elif sp.kind == "multilabel":
-            df = pd.DataFrame({sp.name: [MULTILABEL_SEP.join(a["label"]) for a in answers]}, dtype=object)
-        else:
-            df = pd.DataFrame([[a["values"][d] for d in sp.dimensions] for a in answers], columns=list(sp.dimensions),
-                              dtype=np.float32)
-        return sp.encode(df)
+        return [{"clip_id": r["clip_id"], "label": r["label"]} for r in stored if r["clip_id"] in self.pool.pos]
 
     def _rated(self, answers: list[dict]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        from perser.serve.service import encode_labels
+
         if not answers:
             return np.zeros(0, dtype=np.int64), None
-        return np.array([self.pool.index(a["clip_id"]) for a in answers]), self._encode(answers)
+        y = encode_labels(self.space, [a["label"] for a in answers], [a["clip_id"] for a in answers])
+        return np.array([self.pool.index(a["clip_id"]) for a in answers]), y
 
     # requests ---------------------------------------------------------------
     def next(self, listener: str, n: int = 1) -> dict:
@@ -220,48 +194,30 @@ class EnrollPage:
                 "strategy": self.strategy.name, "unit": sel.details.get("unit"), "clips": clips}
 
     def answer(self, listener: str, req: AnswerRequest) -> dict:
-        from perser.serve.app import EnrollRequest, RatedClip
+        from perser.serve.service import RatedClip, RatingsRequest
 
         i = self.pool.index(req.clip_id)
-        new = {"clip_id": self.pool.ids[i]}
-        if self.space.is_class:
-            if req.label is None or req.values is not None:
-                raise ConfigError(f"space {self.space.name!r} is {self.space.kind}: give 'label'")
-            new["label"] = req.label if self.space.kind == "categorical" else (
-                [req.label] if isinstance(req.label, str) else list(req.label))
-        else:
-            if req.values is None or req.label is not None:
-                raise ConfigError(f"space {self.space.name!r} is dimensional: give 'values'")
-            new["values"] = {k: float(v) for k, v in req.values.items()}
-        with self._lock:
-            answers = [a for a in self.answers(listener) if a["clip_id"] != new["clip_id"]] + [new]
-            ratings = [RatedClip(id=a["clip_id"], features=self.pool.X[self.pool.index(a["clip_id"])].tolist(),
-                                 **({"label": a["label"]} if "label" in a else {"values": a["values"]}))
-                       for a in answers]
-            # the service checks the label and stores the profile of all answers so far; then the answers
-            self.service.enroll(EnrollRequest(annotator=listener, ratings=ratings, overwrite=True))
-            self._write(listener, answers)
+        rc = RatedClip(id=self.pool.ids[i], features=self.pool.X[i].tolist(), label=req.label, values=req.values)
+        # the service checks the label, stores the rating and recomputes the profile from all ratings
+        self.service.add_ratings(listener, RatingsRequest(ratings=[rc], model=self.served.name))
         return self.state(listener)
 
     def state(self, listener: str) -> dict:
         answers = self.answers(listener)
-        if not answers:
-            raise UnknownListener(f"listener {listener!r} has not answered anything yet")
+        info = self.service.listener_info(listener)  # UnknownListener (404) before any answer
         out: dict = {"listener": listener, "answered": len(answers), "target": self.target_k, "answers": answers,
-                     "method": self.model.name}
-        if self.heads is not None:
+                     "method": self.model.name, "profile": info["profiles"].get(self.served.name)}
+        if self.heads is not None and answers:
             rated, y = self._rated(answers)
             w = self.heads.posterior(rated, y)
             top = np.argsort(-w, kind="stable")[:3]
             names = self.heads.heads
             out["closest"] = [{"annotator": names[h], "probability": float(w[h])} for h in top]
             out["confidence"] = float(w[top[0]])
-        prof = self.service.profile(listener)
-        out["profile"] = prof.get("profile")
         return out
 
     def compare(self, listener: str, req: CompareRequest) -> dict:
-        from perser.serve.app import Clip, PredictRequest
+        from perser.serve.service import Clip, PredictRequest
 
         if (req.clip_id is None) == (req.audio is None):
             raise ConfigError("give exactly one of 'clip_id' and 'audio'")
@@ -269,23 +225,35 @@ class EnrollPage:
             clip = Clip(id=req.clip_id, features=self.pool.X[self.pool.index(req.clip_id)].tolist())
         else:
             clip = Clip(id="upload", audio=req.audio)
-        personal = self.service.predict(PredictRequest(annotator=listener, clips=[clip]))["predictions"][0]
-        consensus = self.service.predict(PredictRequest(clips=[clip]))["predictions"][0]
+        name = self.served.name
+        personal = self.service.predict(PredictRequest(listener=listener, model=name, clips=[clip]))["predictions"][0]
+        consensus = self.service.predict(PredictRequest(model=name, clips=[clip]))["predictions"][0]
         return {"listener": listener, "clip": clip.id, "personal": personal, "consensus": consensus}
 
     def config(self) -> dict:
-        sp = self.space
-        return {"method": self.model.name, "space": sp.to_dict(), "pool": len(self.pool), "target": self.target_k,
-                "strategy": self.strategy.name, "heads": self.heads is not None, "clips": self.pool.ids[:500]}
+        return {"method": self.model.name, "model": self.served.name, "space": self.space.to_dict(),
+                "pool": len(self.pool), "target": self.target_k, "strategy": self.strategy.name,
+                "heads": self.heads is not None, "keys": bool(self.service.keys_required()),
+                "clips": self.pool.ids[:500]}
 
 
 # --------------------------------------------------------------------- router
 def enroll_router(page: EnrollPage):
-    """A FastAPI router with the page and its endpoints (module docstring)."""
-    from fastapi import APIRouter
+    """A FastAPI router with the page and its endpoints (module docstring); the listener
+    endpoints need a key that reaches the listener where the service uses keys."""
+    from fastapi import APIRouter, Depends
     from fastapi.responses import FileResponse, HTMLResponse, Response
 
+    from perser.serve.app import listener_param, principal
+    from perser.serve.service import UnknownListener
+
     router = APIRouter()
+    Caller = Depends(principal)
+
+    def who(request: Request, p) -> str:
+        listener = listener_param(request)
+        page.service.authorize(p, listener)
+        return listener
 
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "enroll.html").read_text(encoding="utf-8"))
@@ -301,17 +269,17 @@ def enroll_router(page: EnrollPage):
             raise ConfigError(f"clip {clip_id!r} has no audio file")
         return FileResponse(p)
 
-    def next_clips(listener: str, n: int = 1) -> dict:
-        return page.next(listener, n)
+    def next_clips(request: Request, listener: str, n: int = 1, p=Caller) -> dict:
+        return page.next(who(request, p), n)
 
-    def answer(listener: str, req: AnswerRequest) -> dict:
-        return page.answer(listener, req)
+    def answer(request: Request, listener: str, req: AnswerRequest, p=Caller) -> dict:
+        return page.answer(who(request, p), req)
 
-    def state(listener: str) -> dict:
-        return page.state(listener)
+    def state(request: Request, listener: str, p=Caller) -> dict:
+        return page.state(who(request, p))
 
-    def compare(listener: str, req: CompareRequest) -> dict:
-        return page.compare(listener, req)
+    def compare(request: Request, listener: str, req: CompareRequest, p=Caller) -> dict:
+        return page.compare(who(request, p), req)
 
     router.add_api_route("/", index, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     router.add_api_route("/page/{name}", static, methods=["GET"], include_in_schema=False)
@@ -324,17 +292,9 @@ def enroll_router(page: EnrollPage):
     return router
 
 
-def include_enroll_page(app, service, pool: EnrollmentPool, answers_dir: str | Path | None = None, **kwargs):
+def include_enroll_page(app, service, pool: EnrollmentPool, **kwargs) -> EnrollPage:
     """Add the enrollment page and its endpoints to ``app`` (a :func:`perser.serve.create_app` app)."""
-    from fastapi.responses import JSONResponse
-
-    folder = Path(answers_dir) if answers_dir is not None else Path(service.store.root) / "answers"
-    page = EnrollPage(service, pool, folder, **kwargs)
-
-    async def not_found(request, exc):
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
-
-    app.add_exception_handler(UnknownListener, not_found)
+    page = EnrollPage(service, pool, **kwargs)
     app.include_router(enroll_router(page))
     app.state.enroll_page = page
     return page

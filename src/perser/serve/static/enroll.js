@@ -3,10 +3,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { listener: null, config: null, clip: null };
+const state = { listener: null, config: null, clip: null, secret: "" };
 
 async function call(method, url, body) {
   const opt = { method, headers: {} };
+  if (state.secret) opt.headers["Authorization"] = "Bearer " + state.secret;
   if (body !== undefined) {
     opt.headers["Content-Type"] = "application/json";
     opt.body = JSON.stringify(body);
@@ -112,6 +113,7 @@ async function start() {
     return;
   }
   state.listener = key;
+  state.secret = $("secret").value.trim();
   const url = new URL(window.location);
   url.searchParams.set("listener", key);
   window.history.replaceState(null, "", url);
