@@ -11,7 +11,7 @@ from perser.cli import _register, app
 
 _register()
 COMMANDS = [[], ["train"], ["enroll"], ["predict"], ["extract"], ["evaluate"], ["demo"], ["corpus"],
-            ["corpus", "stats"], ["corpus", "convert"], ["corpus", "make-demo"], ["select"], ["serve"]]
+            ["corpus", "stats"], ["corpus", "convert"], ["corpus", "make-demo"], ["select"], ["serve"], ["keys"], ["keys", "add"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "perser")

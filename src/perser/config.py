@@ -69,7 +69,10 @@ class ExperimentConfig(BaseModel):
     target_classes: list[str] | None = Field(None, description="classes of the target space when `mapping` maps classes")
     mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
-    features: str = Field("egemaps", description="feature spec for perser.features.extract")
+    features: str | list[str] = Field(
+        "egemaps", description="feature spec for perser.features.extract, or a list of specs whose vectors are "
+                               "concatenated per clip (e.g. [ssl:DIR, text:DIR]; with a list, feature_settings may be "
+                               "keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
     feature_settings: dict[str, Any] = Field(
         default_factory=dict,
@@ -101,6 +104,9 @@ class ExperimentConfig(BaseModel):
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
     common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
+    train_splits: list[str] | None = Field(None, description="cross-corpus: train only on the training corpus's "
+                                                             "clips of these official splits (clips.split, e.g. "
+                                                             "[train] for MSP-Podcast; never its test sets)")
     # ---- scoring and output
     pool_folds: bool = True
     threshold: float | None = Field(None, gt=0, lt=1, description="multilabel decision threshold (default: each "
@@ -172,6 +178,8 @@ class TrainConfig(BaseModel):
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
     split: str | None = Field(None, description="train on the clips of this split only (clips.split column)")
     params: dict[str, Any] = Field(default_factory=dict, description="hyper-parameters of the method")
+    new_listeners: bool = Field(False, description="also train on the listeners annotators.csv marks as new "
+                                                   "(column 'new'); by default they are left out, to be enrolled")
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> "TrainConfig":

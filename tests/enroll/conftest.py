@@ -59,3 +59,15 @@ def _evaluate_conftest():
 def make_toy():
     """A small in-memory corpus with two perception styles (see tests/evaluate/conftest.py)."""
     return _evaluate_conftest().toy_corpus
+
+
+@pytest.fixture(scope="session")
+def pagekit():
+    """tests/enroll/pagekit.py: a served model with a pool of WAV files."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("perser_tests_pagekit", Path(__file__).with_name("pagekit.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

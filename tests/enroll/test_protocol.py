@@ -85,12 +85,25 @@ def test_enroll_strategy_config_key_reaches_the_summary(tmp_path, small):
     torch.set_num_threads(1)
     corpus, X, ids = small
     cfg = _cfg(tmp_path, methods=["consensus", "similar"], method_params=METHODS, enroll_strategy=["random", "active"],
-               enroll_strategy_params={"active": {"criterion": "head"}}, n_bootstrap=100)
+               enroll_strategy_params={"active": {"criterion": "head"}}, n_bootstrap=100, report=True)
     data = load_eval_data(cfg, corpora={"train": corpus}, features={"eval": (X, ids)})
-    run = evaluate_data(cfg, data, write=False, console=False)
+    run = evaluate_data(cfg, data, write=True, console=False)
     s = run.summary
     assert {"similar", "similar+active"} <= set(s["method"])
     assert set(s.loc[s["method"] == "similar+active", "scenario"]) == {"unseen"}
+    # paired tests between strategies: same K, and active at K against random at 2K
+    t = run.strategy_tests
+    acc = t[t["metric"] == "accuracy_argmax"]
+    assert sorted(zip(acc["k"], acc["random_k"])) == [(2, 2), (2, 4), (4, 4)]
+    assert set(acc["strategy"]) == {"active"} and (acc["n"] > 0).all()
+    # the gain is the paired mean difference of the two methods' per-listener values
+    res = run.results[(run.results["metric"] == "accuracy_argmax") & (run.results["scenario"] == "unseen")]
+    per = res.groupby(["method", "k", "annotator"])["value"].mean()
+    row = acc[(acc["k"] == 2) & (acc["random_k"] == 4)].iloc[0]
+    d = (per.loc[("similar+active", 2)] - per.loc[("similar", 4)]).mean()
+    assert row["gain"] == pytest.approx(d)
+    assert (run.folder / "strategies.csv").is_file()
+    assert "Enrollment strategies against random" in (run.folder / "report.html").read_text()
 
 
 def test_bad_strategy_settings_fail_before_any_fit():

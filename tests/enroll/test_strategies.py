@@ -186,7 +186,7 @@ def test_model_change_prefers_uncovered_uncertain_directions(fake):
             return torch.from_numpy(np.asarray(X, dtype=np.float32))
 
     X = np.array([[1, 0], [1, 0.01], [0, 1], [0.01, 0.01]], dtype=np.float32)
-    s = ActiveStrategy().fit(Lin())
+    s = ActiveStrategy(density=0).fit(Lin())
     assert s.criterion_ == "model-change"
     sess = s.session(X)
     first = sess.select(1, rated=[0], y=np.array([[3.0, 3.0]])).indices[0]
@@ -251,3 +251,49 @@ def test_parse_strategy_and_exhausted_pool(fake):
     assert s.criterion == "head" and s.noise == 0.1
     sel = s.fit(fake(CAT, agree_disagree_table())).select(K(3), 5, rated=[0], y=np.array([0]))
     assert sorted(sel.indices.tolist()) == [1, 2]
+
+
+@pytest.mark.parametrize("space", [CAT, DIM])
+def test_many_heads_target_uses_posterior_draws_close_to_exact(fake, space):
+    rng = np.random.default_rng(0)
+    H, N = 400, 50
+    if space is CAT:
+        t = rng.dirichlet(np.ones(3) * 0.5, size=(N, H)).astype(np.float32)
+    else:
+        t = (rng.standard_normal((N, 1, 2)) * 0.5 + rng.standard_normal((N, H, 2)) * 0.3).astype(np.float32)
+    m = fake(space, t)
+    exact = ActiveStrategy(criterion="target", noise=0.2, max_heads=H).fit(m).session(K(N))
+    drawn = ActiveStrategy(criterion="target", noise=0.2, max_heads=128).fit(m).session(K(N))
+    w = exact.posterior(rated=[0, 1], y=(np.array([0, 1]) if space is CAT else np.array([[3.0, 3.0], [2.0, 4.0]])))
+    ge, gd = exact.gains(w, np.arange(N)), drawn.gains(w, np.arange(N))
+    assert np.corrcoef(ge, gd)[0, 1] > 0.8
+    # the same session draws the same heads: same numbers twice
+    np.testing.assert_array_equal(gd, drawn.gains(w, np.arange(N)))
+
+
+def test_density_weighting_passes_over_an_outlier(fake):
+    """Two clips split the heads equally well; one is an acoustic outlier. Without the
+    density weight they tie (the first wins); with it the typical clip is asked."""
+    t = np.full((12, 2, 3), 1 / 3, dtype=np.float32)
+    for c in (0, 1):
+        t[c, 0] = [0.9, 0.05, 0.05]
+        t[c, 1] = [0.05, 0.9, 0.05]
+    X = np.zeros((12, 3), dtype=np.float32)
+    X[:, 0] = np.arange(12)  # the key FakeHeads reads
+    rng = np.random.default_rng(0)
+    X[:, 1:] = rng.normal(scale=0.1, size=(12, 2))
+    X[0, 1:] = [8.0, 8.0]  # clip 0 sounds like nothing else
+    X[:, 0] = 0  # the key column carries no acoustic information
+    m = fake(CAT, t)
+    keys = np.arange(12)
+
+    class Keyed:
+        name, space_, head_annotators_ = "k", CAT, m.head_annotators_
+
+        def head_outputs(self, X, activated=True):
+            import torch
+            return torch.from_numpy(t[keys[: len(X)]] if len(X) == 12 else t[np.asarray(X)[:, 0].astype(int)])
+
+    plain = ActiveStrategy(criterion="head", noise=0.05, density=0).fit(Keyed()).select(X, 1)
+    dense = ActiveStrategy(criterion="head", noise=0.05, density=2).fit(Keyed()).select(X, 1)
+    assert plain.indices[0] == 0 and dense.indices[0] == 1

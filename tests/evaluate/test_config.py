@@ -57,11 +57,24 @@ def test_config_round_trips_through_yaml(tmp_path):
 
 
 def test_recipes_are_packaged():
-    for name in ("tavernor-iemocap", "tavernor-msp-improv", "meta-perser-iemocap"):
+    for name in ("tavernor-iemocap", "tavernor-msp-improv", "tavernor-muse", "meta-perser-iemocap"):
         doc = recipe_path(name).read_text()
         assert "corpus" in doc
     with pytest.raises(ConfigError, match="no recipe"):
         recipe_path("nope")
+
+
+def test_several_feature_sets_on_the_command_line(tmp_path):
+    from perser.evaluate.data import feature_settings_for
+
+    over = parse_overrides(["--features", "[ssl:/m/wavlm, text:/m/bert]", "--feature-settings",
+                            "{ssl:/m/wavlm: {pooling: mean}, text:/m/bert: {pooling: cls}}"])
+    cfg = load_config(overrides={"corpus": str(tmp_path), **over})
+    assert cfg.features == ["ssl:/m/wavlm", "text:/m/bert"]
+    assert feature_settings_for("text:/m/bert", cfg) == {"pooling": "cls"}
+    assert feature_settings_for("ssl:/m/wavlm", cfg) == {"pooling": "mean"}
+    one = load_config(overrides={"corpus": str(tmp_path), "features": "egemaps", "feature_settings": {"max_duration": 9}})
+    assert feature_settings_for("egemaps", one) == {"max_duration": 9}
 
 
 def test_train_and_eval_flags_name_the_two_corpora(tmp_path):

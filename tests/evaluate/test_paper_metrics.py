@@ -157,3 +157,19 @@ def test_predictions_frame_columns_per_space():
     ml = LabelSpace("emos", "multilabel", classes=("a", "b"))
     b = Block("m", "seen", 3, 0, "1", "L", np.array(["x"], dtype=object), np.array([[1, 1]]), proba=np.array([[0.7, 0.2]]))
     assert predictions_frame([b], ml)["label"].tolist() == ["a;b"]
+
+
+def test_train_splits_keep_the_named_official_splits_only():
+    from perser.errors import ConfigError
+    from perser.evaluate.data import _keep_splits
+
+    clips = pd.DataFrame({"split": ["train", "dev", "test1", "train"]}, index=["a", "b", "c", "d"])
+    ratings = pd.DataFrame({"clip_id": ["a", "b", "c", "d", "d"], "annotator_id": ["x"] * 5})
+    notes = []
+    c, r = _keep_splits(clips, ratings, ["train"], "pod", notes)
+    assert list(c.index) == ["a", "d"] and r["clip_id"].tolist() == ["a", "d", "d"]
+    assert "2 clips of other splits left out" in notes[0]
+    with pytest.raises(ConfigError, match="no split \\['Train'\\]"):
+        _keep_splits(clips, ratings, ["Train"], "pod", [])
+    with pytest.raises(ConfigError, match="no official split"):
+        _keep_splits(clips.drop(columns="split"), ratings, ["train"], "pod", [])

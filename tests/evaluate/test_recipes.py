@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 TINY_NEURAL = {"hidden": [16], "epochs": 2, "patience": 1}
 
 
-def _tiny(cfg_methods):
+def _tiny(cfg_methods, recipe_params=None):
+    """Tiny sizes over the recipe's own method parameters (architecture, score, ... kept)."""
     from perser.methods import get_method
 
     out = {}
@@ -21,14 +22,15 @@ def _tiny(cfg_methods):
         p = {**TINY_NEURAL, "steps": 2, "meta_epochs": 1, "iters_per_epoch": 2, "first_order_epochs": 1,
              "msl_epochs": 1, "n_inner_steps": 1, "k_support": 2, "k_query": 2, "min_ratings": 2}
         sig = get_method(m).param_names()
-        out[m] = {k: v for k, v in p.items() if k in sig}
+        out[m] = {**(recipe_params or {}).get(m, {}), **{k: v for k, v in p.items() if k in sig}}
     return out
 
 
 def _run(recipe, tmp_path, **over):
     cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
     over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
-            "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods), "workers": 1, **over}
+            "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods, cfg0.method_params),
+            "workers": 1, **over}
     cfg = load_config(recipe_path(recipe), over)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixtures inject counted quirks on purpose
@@ -64,6 +66,14 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     assert tr["arousal"].between(1, 5).all()
     assert (run.folder / "report.html").is_file()
     assert all(s.fold in {"0", "1", "2"} for s in run.plan)  # IEMOCAP sessions as folds
+    # MSP-Podcast's Train partition only: no clip of Development or the test sets trains
+    from perser.testing.corpora import load_quietly
+
+    pclips = load_quietly(pod).clips
+    train_ids = {c.split("/", 1)[-1] for c in run.data.clips.index[run.data.clips["origin"] == "train"]}
+    assert train_ids and set(pclips.loc[pclips.index.isin(train_ids), "split"]) == {"train"}
+    assert (pclips["split"] != "train").any()
+    assert any("split(s) ['train']" in n for n in run.data.notes)
     _check_paper_outputs(run)
 
 
@@ -71,6 +81,9 @@ def _check_paper_outputs(run):
     """The authors' metrics beside perser's, and predictions.csv that re-scores to them."""
     from perser.methods.tavernor import tavernor_ccc_np
 
+    sim = run.config.method_params["similar"]
+    assert sim["architecture"] == "tavernor" and sim["score"] == "ccc_tavernor"
+    assert run.config.method_params["mean-annotator"]["architecture"] == "tavernor"
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])
@@ -131,3 +144,34 @@ def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
     assert run.data.space.classes == ("anger", "happiness", "neutral", "sadness")
     assert any("dropped by the mapping" in n for n in run.data.notes)
     assert set(pd.unique(run.results["scenario"])) == {"unseen"}
+
+
+def test_tavernor_muse_recipe(tmp_path, monkeypatch):
+    from perser.testing.corpora import write_msp_podcast
+    from perser.testing.corpora import write_muse
+
+    pod, muse = tmp_path / "podcast", tmp_path / "muse"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    write_muse(muse, n_speakers=6, n_clips_per_speaker=6, n_annotators=5, ratings_per_clip=4, seed=3)
+    monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
+    monkeypatch.setenv("MUSE_ROOT", str(muse))
+    run = _run("tavernor-muse", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
+    assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal"} <= set(run.results["metric"])
+    assert run.data.space.scale == (1.0, 9.0)
+    ev = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "eval"]
+    assert not ev["annotator_id"].str.startswith("self_report").any()  # self-reports are not listeners
+    _check_paper_outputs(run)
+
+
+def test_tavernor_muse_recipe_without_annotator_file_names_it(tmp_path, monkeypatch):
+    from perser.errors import CorpusError
+    from perser.testing.corpora import write_msp_podcast
+    from perser.testing.corpora import write_muse
+
+    pod, muse = tmp_path / "podcast", tmp_path / "muse"
+    write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
+    write_muse(muse, annotators_file=False)
+    monkeypatch.setenv("MSP_PODCAST_ROOT", str(pod))
+    monkeypatch.setenv("MUSE_ROOT", str(muse))
+    with pytest.raises(CorpusError, match="muse_annotators.csv"):
+        _run("tavernor-muse", tmp_path, k=[2], n_folds=3, min_test=2)

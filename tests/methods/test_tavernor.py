@@ -45,3 +45,86 @@ def test_ccc_tavernor_needs_a_dimensional_space(synth, fast):
     s = synth("categorical", n_annotators=3)
     with pytest.raises(ConfigError, match="ccc_tavernor"):
         make_method("similar", score="ccc_tavernor", **fast).fit(s.train)
+
+
+def test_tavernor_network_is_the_authors_layout(synth, fast):
+    from torch import nn
+
+    from perser.methods.tavernor import BranchHeads, TavernorNet
+
+    s = synth("dimensional", n_annotators=3)
+    m = make_method("similar", architecture="tavernor", **{**fast, "hidden": (16,), "epochs": 3}).fit(s.train)
+    net = m.net_
+    assert isinstance(net, TavernorNet) and isinstance(net.head, BranchHeads)
+    assert [type(x) for x in net.trunk.shared] == [nn.Linear, nn.ReLU]
+    assert net.trunk.shared[0].in_features == s.d and net.trunk.shared[0].out_features == 16
+    assert len(net.trunk.branches) == 2  # arousal, valence
+    assert all([type(x) for x in b] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU] for b in net.trunk.branches)
+    assert isinstance(net.trunk.dropout, nn.Dropout) and net.trunk.dropout.p == fast["dropout"]
+    # one head per annotator (+ the consensus head), each reading only its dimension's branch
+    W = net.head.weight.detach()
+    assert W.shape == (4, 32, 2)
+    assert torch.all(W[:, 16:, 0] == 0) and torch.all(W[:, :16, 1] == 0)
+    assert m.has_consensus_head
+    # the heads' outputs are the per-dimension linear maps of the branches
+    X = s.X[:5]
+    z = m.embed(X)
+    out = m.head_outputs(X, activated=False)
+    h = 1
+    expect0 = z[:, :16] @ W[h, :16, 0] + net.head.bias[h, 0]
+    assert torch.allclose(out[:, h, 0], expect0.detach(), atol=1e-5)
+
+
+def test_tavernor_training_copies_the_consensus_head_then_trains_with_sgd(synth, fast, monkeypatch):
+    import perser.methods.tavernor as tav
+
+    calls = []
+    real = tav.fit_model
+
+    def spy(model, n, batch_loss, valid_loss, cfg):
+        calls.append({"cfg": cfg, "W": model.head.weight.detach().clone(), "b": model.head.bias.detach().clone(),
+                      "valid": valid_loss is not None})
+        return real(model, n, batch_loss, valid_loss, cfg)
+
+    monkeypatch.setattr(tav, "fit_model", spy)
+    s = synth("dimensional", n_annotators=3)
+    m = make_method("similar", architecture="tavernor", **{**fast, "hidden": (16,), "epochs": 4, "patience": 10,
+                                                           "batch_size": 32, "lr": 1e-3}).fit(s.train)
+    assert len(calls) == 2
+    first, second = calls
+    assert first["cfg"].epochs == tav.PRETRAIN_EPOCHS and not first["valid"]
+    assert first["cfg"].optimizer == second["cfg"].optimizer == "sgd" and second["cfg"].momentum == 0.9
+    assert second["cfg"].plateau_factor == 0.1 and second["cfg"].plateau_patience == 5 and second["valid"]
+    H = len(m.head_annotators_)
+    # stage 2 starts with every annotator head equal to the (pre-trained) consensus head
+    for h in range(H):
+        assert torch.equal(second["W"][h], second["W"][H]) and torch.equal(second["b"][h], second["b"][H])
+    # ... which stage 1 changed (it was trained, not left at its random start)
+    assert not torch.equal(first["W"][H], second["W"][H])
+    # stage 2 then trains the annotator heads apart
+    W = m.net_.head.weight.detach()
+    assert not torch.equal(W[0], W[1])
+    assert "lr" in m.history_.history[0]  # the plateau scheduler ran
+
+
+def test_tavernor_model_saves_and_loads(synth, fast, tmp_path):
+    from perser.methods.similar import SimilarAnnotator
+
+    s = synth("dimensional", n_annotators=3)
+    m = make_method("similar", architecture="tavernor", score="ccc_tavernor",
+                    **{**fast, "hidden": (16,), "epochs": 2}).fit(s.train)
+    X, y = s.listener(s.W["a1"], n=8)
+    p = m.enroll(X, y, annotator="x")
+    m.save(tmp_path / "m")
+    m2 = SimilarAnnotator.load(tmp_path / "m")
+    np.testing.assert_allclose(m2.predict(p, X).values, m.predict(p, X).values, rtol=1e-6)
+    assert m2.enroll(X, y, annotator="x").data["heads"] == p.data["heads"]
+
+
+def test_tavernor_architecture_refuses_class_spaces_and_unknown_names(synth, fast):
+    s = synth("categorical", n_annotators=3)
+    with pytest.raises(ConfigError, match="tavernor.*dimensional"):
+        make_method("similar", architecture="tavernor", **fast).fit(s.train)
+    d = synth("dimensional", n_annotators=3)
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        make_method("similar", architecture="resnet", **fast).fit(d.train)

@@ -47,10 +47,16 @@ def train_command(
     fmt: Optional[str] = typer.Option(None, "--format", help="Corpus format [default: detected]."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store [default: $PERSER_CACHE or ~/.cache/perser/features]."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint folder; rerun the same command to resume."),
+    new_listeners: Optional[bool] = typer.Option(None, "--new-listeners/--seen-only", help="Also train on the listeners annotators.csv marks as new (column 'new') [default: seen only]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty model folder."),
 ) -> None:
-    """Train a personalization method on the seen annotators of a corpus (runs under torchrun too)."""
+    """Train a personalization method on the seen annotators of a corpus (runs under torchrun too).
+
+    Listeners that ``annotators.csv`` marks as new (a true ``new`` column, as in the
+    demo corpus) are left out unless ``--new-listeners`` (or ``new_listeners: true``)
+    asks for them: they are the ones to enroll, and a model trained on them would
+    hold their own heads."""
     from rich.console import Console
 
     from perser.config import TrainConfig
@@ -65,7 +71,7 @@ def train_command(
         params["checkpoint_dir"] = str(checkpoint)
     cfg = TrainConfig.from_yaml(config, {
         "corpus": path, "method": method, "features": features, "space": space, "split": split, "format": fmt,
-        "feature_cache": cache, "params": params,
+        "feature_cache": cache, "params": params, "new_listeners": new_listeners,
         "feature_settings": _key_values(feature_setting, "--feature-setting", {}),
     })
     distributed.init()

@@ -60,7 +60,22 @@ def app_from_env():
     cfg = json.loads(os.environ[ENV])
     _process_setup()
     logging.basicConfig(level=cfg.get("log_level", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(build_service(cfg))
+    service = build_service(cfg)
+    app = create_app(service)
+    add_pool(app, service, cfg)
+    return app
+
+
+def add_pool(app, service, cfg: dict) -> None:
+    """The enrollment page and ``GET /listeners/{id}/next`` when the configuration names a pool."""
+    pool = cfg.get("pool")
+    if not pool:
+        return
+    from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
+
+    model = service.model_for(None).model
+    include_enroll_page(app, service, EnrollmentPool.from_source(pool["source"], model, features=pool.get("features")),
+                        strategy=pool.get("strategy", "active"))
 
 
 def serve_command(
@@ -80,6 +95,12 @@ def serve_command(
     cache_entries: int = typer.Option(4096, "--cache-entries", help="Uploaded clips whose features are kept in memory per worker."),
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Keep uploaded audio in the database, so that a model with "
                                     "another feature extractor can re-enroll listeners from it."),
+    pool: Optional[Path] = typer.Option(None, "--pool", help="Enrollment pool of the default model (a corpus folder, or a CSV "
+                                        "with path and clip_id columns): serves the enrollment page at / and "
+                                        "GET /listeners/{id}/next."),
+    pool_features: Optional[Path] = typer.Option(None, "--pool-features", help="The pool's features file (for models "
+                                                 "trained on precomputed features)."),
+    strategy: str = typer.Option("active", "--strategy", help="How the page chooses the next clip: active | random | diverse."),
 ) -> None:
     """Serve listeners' enrollment and predictions over HTTP (docs at /docs once running)."""
     from perser.errors import ConfigError
@@ -99,6 +120,9 @@ def serve_command(
            "keep_audio": keep_audio,
            "limits": {"max_body_bytes": int(max_body_mb * 1024 * 1024), "max_clips": max_clips, "max_seconds": max_seconds,
                       "min_k": ks, "rate": rate_limit, "burst": burst, "cache_entries": cache_entries}}
+    if pool is not None:
+        cfg["pool"] = {"source": str(pool), "features": None if pool_features is None else str(pool_features),
+                       "strategy": strategy}
     import logging
 
     import uvicorn
@@ -116,6 +140,7 @@ def serve_command(
         _process_setup()
         service = build_service(cfg)
         app = create_app(service)
+        add_pool(app, service, cfg)
         info = service.models_info()
         typer.echo(f"serving {', '.join(m['name'] + ' (' + m['method'] + ')' for m in info['models'])} "
                    f"(default {info['default']}) from {database} on http://{host}:{port}", err=True)

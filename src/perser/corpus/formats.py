@@ -28,6 +28,7 @@ FORMATS: dict[str, str] = {
     "msp-podcast": "msp_podcast",
     "msp-improv": "msp_improv",
     "crema-d": "crema_d",
+    "muse": "muse",
 }
 
 

@@ -85,21 +85,28 @@ class ActiveStrategy(Strategy):
         one number or one per dimension). ``None``: fitted on the seen listeners'
         ratings given to :meth:`fit`, else the defaults (0.1; 0.25).
     density:
-        Exponent of the representativeness weight (0: off).
+        Exponent of the representativeness weight (0: off). The default, 2, was chosen
+        on the demo corpus's seen listeners (held out as pseudo-new ones; never on its
+        new listeners) among 0, 1 and 2: see ``benchmarks/enrollment/RESULTS.md``.
     n_target:
         Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
+    max_heads:
+        ``"target"`` with more heads than this uses this many heads drawn from the
+        posterior (systematic resampling), the Monte Carlo estimate of EPIG.
     seed:
-        Seeds the draw of the target clips.
+        Seeds the draw of the target clips and of the heads.
     """
 
     name = "active"
 
-    def __init__(self, criterion: str = "auto", noise=None, density: float = 0.0, n_target: int = 64, seed: int = 0):
+    def __init__(self, criterion: str = "auto", noise=None, density: float = 2.0, n_target: int = 32,
+                 max_heads: int = 128, seed: int = 0):
         super().__init__(seed)
         self.criterion = criterion
         self.noise = noise
         self.density = density
         self.n_target = n_target
+        self.max_heads = max_heads
 
     def check_params(self) -> None:
         if self.criterion not in CRITERIA:
@@ -108,6 +115,8 @@ class ActiveStrategy(Strategy):
             raise ConfigError(f"strategy 'active': density must be >= 0, got {self.density}")
         if int(self.n_target) < 1:
             raise ConfigError(f"strategy 'active': n_target must be at least 1, got {self.n_target}")
+        if int(self.max_heads) < 1:
+            raise ConfigError(f"strategy 'active': max_heads must be at least 1, got {self.max_heads}")
 
     def fit(self, model=None, train=None) -> "ActiveStrategy":
         self.check_params()
@@ -257,7 +266,14 @@ def representativeness(X: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------- head posterior
 class HeadSession(Session):
-    """The head-posterior selection on one pool (head outputs computed once)."""
+    """The head-posterior selection on one pool (head outputs computed once).
+
+    Head outputs are held heads-last (``[N, F, V, H]`` factor probabilities, or
+    ``[N, D, H]`` unit-scale values), so every criterion is a matrix-vector product
+    over the heads; the per-head entropies are computed once. The ``"target"``
+    criterion with more than ``max_heads`` heads uses ``max_heads`` heads drawn from
+    the posterior by systematic resampling (seeded), the Monte Carlo estimate of EPIG.
+    """
 
     unit = "nats of expected information"
 
@@ -268,31 +284,47 @@ class HeadSession(Session):
         self.kind = m.space_.kind
         self.criterion = strategy.criterion_
         self.noise = strategy.noise_
-        out = m.head_outputs(self.X, activated=True).numpy().astype(np.float64)  # [N, H, O]
-        self.F = out if self.kind == "dimensional" else _factor_probs(out, self.kind, float(self.noise[0]))
+        self.max_heads = int(strategy.max_heads)
+        out = m.head_outputs(self.X, activated=True).numpy()  # [N, H, O]
+        self.P = self._heads_last(out)
+        if self.kind != "dimensional" and self.criterion == "head":  # only BALD uses them
+            self.ent_h = -(self.P * np.log(self.P)).sum(axis=(1, 2))  # [N, H]
         self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
         rng = np.random.default_rng([int(strategy.seed), 3])
         nt = min(int(strategy.n_target), self.n)
         self.targets = np.sort(rng.choice(self.n, nt, replace=False)) if nt < self.n else np.arange(self.n)
+        self._u = float(np.random.default_rng([int(strategy.seed), 5]).random())
+
+    def _heads_last(self, out: np.ndarray) -> np.ndarray:
+        if self.kind == "dimensional":
+            return np.ascontiguousarray(out.transpose(0, 2, 1), dtype=np.float32)  # [N, D, H]
+        P = _factor_probs(out.astype(np.float32), self.kind, float(self.noise[0]))  # [N, H, F, V]
+        return np.ascontiguousarray(P.transpose(0, 2, 3, 1), dtype=np.float32)  # [N, F, V, H]
 
     @property
     def heads(self) -> list[str]:
         return list(self.model.head_annotators_)
 
-    def _loglik(self, F: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _loglik(self, P: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``[H]`` log-likelihood of answers ``y`` to clips with heads-last outputs ``P``."""
+        if len(P) == 0:
+            return np.zeros(P.shape[-1])
         if self.kind == "dimensional":
-            return _loglik_dims(F, _unit(self.model, y), self.noise)
-        return _loglik_classes(F, _answer_codes(y, self.kind))
+            z = (_unit(self.model, y)[:, :, None] - P.astype(np.float64)) / self.noise[None, :, None]
+            return (-0.5 * z**2 - np.log(self.noise)[None, :, None]).sum(axis=(0, 1))
+        codes = _answer_codes(y, self.kind)  # [n, F]
+        n, nF = codes.shape
+        g = P[np.arange(n)[:, None], np.arange(nF)[None, :], codes]  # [n, F, H]
+        return np.log(g.astype(np.float64)).sum(axis=(0, 1))
 
     def log_posterior(self, rated=None, y=None, X_rated=None, y_rated=None) -> np.ndarray:
         """Unnormalised log posterior ``[H]`` over the seen heads given the answers."""
-        lw = np.zeros(self.F.shape[1])
+        lw = np.zeros(self.P.shape[-1])
         if rated is not None and len(rated):
-            lw += self._loglik(self.F[np.asarray(rated, dtype=np.int64)], np.asarray(y))
+            lw += self._loglik(self.P[np.asarray(rated, dtype=np.int64)], np.asarray(y))
         if X_rated is not None and len(X_rated):
-            out = self.model.head_outputs(np.asarray(X_rated, dtype=np.float32), activated=True).numpy().astype(np.float64)
-            F = out if self.kind == "dimensional" else _factor_probs(out, self.kind, float(self.noise[0]))
-            lw += self._loglik(F, np.asarray(y_rated))
+            out = self.model.head_outputs(np.asarray(X_rated, dtype=np.float32), activated=True).numpy()
+            lw += self._loglik(self._heads_last(out), np.asarray(y_rated))
         return lw
 
     def posterior(self, rated=None, y=None, X_rated=None, y_rated=None) -> np.ndarray:
@@ -301,48 +333,64 @@ class HeadSession(Session):
         w = np.exp(lw - lw.max())
         return w / w.sum()
 
+    def _draw(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(head indices, weights)``: all heads, or ``max_heads`` drawn by systematic resampling."""
+        H = len(w)
+        if H <= self.max_heads:
+            return np.arange(H), w
+        pos = (self._u + np.arange(self.max_heads)) / self.max_heads
+        idx = np.minimum(np.searchsorted(np.cumsum(w), pos), H - 1)
+        return idx, np.full(self.max_heads, 1.0 / self.max_heads)
+
     def gains(self, w: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Expected information of asking each candidate row, under head weights ``w``."""
-        F = self.F
+        P = self.P
+        T = self.targets
         if self.kind == "dimensional":
-            s2 = self.noise**2
-            m = np.einsum("h,nhd->nd", w, F)
+            s2 = (self.noise**2)[None, :]
             if self.criterion == "head":
-                var = np.einsum("h,nhd->nd", w, (F[cand] - m[cand, None, :]) ** 2)
-                return 0.5 * np.log1p(var / s2).sum(axis=1)
-            G = (F - m[:, None, :]) * np.sqrt(w)[None, :, None]  # [N, H, D]
-            var = (G**2).sum(axis=1)  # [N, D]
-            T = self.targets
-            cov = np.einsum("ihd,thd->itd", G[cand], G[T])  # [n_cand, T, D]
-            rho2 = cov**2 / ((var[cand, None, :] + s2) * (var[None, T, :] + s2))
-            return (-0.5 * np.log1p(-np.minimum(rho2, 1 - 1e-12))).sum(axis=2).mean(axis=1)
-        Pc = F[cand]  # [n, H, F, V]
-        q = np.einsum("h,nhfv->nfv", w, Pc)
-        ent_q = -(q * np.log(q)).sum(axis=(1, 2))
-        if self.criterion == "head":
-            ent_h = -(Pc * np.log(Pc)).sum(axis=3).sum(axis=2)  # [n, H]
-            return ent_q - ent_h @ w
-        PT = F[self.targets]  # [T, H, F, V]
-        qt = np.einsum("h,thfv->tfv", w, PT)
-        ent_t = -(qt * np.log(qt)).sum(axis=2)  # [T, F]
-        nF, V = Pc.shape[2], Pc.shape[3]
+                w32 = w.astype(np.float32)
+                m = (P @ w32).astype(np.float64)
+                var = np.maximum((P**2 @ w32).astype(np.float64) - m**2, 0)
+                return 0.5 * np.log1p(var / s2).sum(axis=1)[cand]
+            idx, ws = self._draw(w)
+            Ps = P[:, :, idx].astype(np.float64)  # [N, D, M]
+            m = Ps @ ws
+            G = (Ps - m[:, :, None]) * np.sqrt(ws)  # [N, D, M]
+            var = (G**2).sum(axis=2)  # [N, D]
+            total = np.zeros(len(cand))
+            for d in range(P.shape[1]):
+                cov = G[cand, d] @ G[T, d].T  # [n, T]
+                rho2 = cov**2 / ((var[cand, d, None] + s2[0, d]) * (var[None, T, d] + s2[0, d]))
+                total += (-0.5 * np.log1p(-np.minimum(rho2, 1 - 1e-12))).mean(axis=1)
+            return total
+        if self.criterion == "head":  # on every row (cheaper than copying the candidates' rows), then picked
+            w32 = w.astype(np.float32)
+            q = (P @ w32).astype(np.float64)  # [N, F, V]
+            ent_q = -(q * np.log(q)).sum(axis=(1, 2))
+            return (ent_q - self.ent_h @ w32)[cand]
+        idx, ws = self._draw(w)
+        Pc, Pt = P[..., idx][cand], P[T][..., idx]  # [n, F, V, M], [T, F, V, M] (float32)
+        ws = ws.astype(np.float32)
+        q, qt = (Pc @ ws).astype(np.float64), (Pt @ ws).astype(np.float64)  # [n, F, V], [T, F, V]
         total = np.zeros(len(cand))
+        n, nF, V, M = Pc.shape
         for f in range(nF):
-            A = (Pc[:, :, f, :] * w[None, :, None]).transpose(0, 2, 1).reshape(len(cand) * V, -1)  # [n*V, H]
-            B = PT[:, :, f, :].transpose(1, 0, 2).reshape(PT.shape[1], -1)  # [H, T*V]
-            J = (A @ B).reshape(len(cand), V, len(self.targets), V)
-            jl = (J * np.log(np.maximum(J, 1e-300))).sum(axis=(1, 3))  # [n, T]
-            ent_c = -(q[:, f, :] * np.log(q[:, f, :])).sum(axis=1)  # [n]
-            total += (ent_c[:, None] + ent_t[None, :, f] + jl).mean(axis=1)
+            A = (Pc[:, f] * ws).reshape(n * V, M)
+            B = Pt[:, f].reshape(len(T) * V, M)
+            J = np.maximum((A @ B.T), np.float32(1e-30))  # [n*V, T*V], float32: the bulk of the work
+            jl = np.einsum("ivtw->it", (J * np.log(J)).reshape(n, V, len(T), V), dtype=np.float64)  # [n, T]
+            ent_c = -(q[:, f] * np.log(q[:, f])).sum(axis=1)
+            ent_t = -(qt[:, f] * np.log(qt[:, f])).sum(axis=1)
+            total += (ent_c[:, None] + ent_t[None, :] + jl).mean(axis=1)
         return total
 
     def _believed_answer(self, w: np.ndarray, i: int) -> np.ndarray:
         if self.kind == "dimensional":
             from perser.methods.nets import from_unit
 
-            return from_unit(np.einsum("h,hd->d", w, self.F[i]), self.model.space_.scale)[None, :]
-        q = np.einsum("h,hfv->fv", w, self.F[i])
-        v = q.argmax(axis=1)
+            return from_unit(self.P[i] @ w, self.model.space_.scale)[None, :]
+        v = (self.P[i] @ w).argmax(axis=1)  # [F]
         return v[:1] if self.kind == "categorical" else v[None, :].astype(np.float32)
 
     def _select(self, n, rated, y, X_rated, y_rated, banned) -> Selection:
@@ -361,7 +409,7 @@ class HeadSession(Session):
             gains.append(float(g[j]))
             banned[i] = True
             if len(out) < n:  # batch: condition on the most probable answer
-                lw = lw + self._loglik(self.F[[i]], self._believed_answer(w, i))
+                lw = lw + self._loglik(self.P[[i]], self._believed_answer(w, i))
         return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
                          {"unit": self.unit, "criterion": self.criterion})
 

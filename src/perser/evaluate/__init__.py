@@ -41,6 +41,7 @@ class EvaluationRun:
     #: paper-mode tables (``paper_runs.csv``, ``paper_summary.csv``; dimensional spaces), see
     #: :mod:`perser.evaluate.paper_metrics`
     paper: dict[str, pd.DataFrame] | None = None
+    strategy_tests: pd.DataFrame | None = None  # enrollment strategies vs random (perser.enroll.compare)
 
     @property
     def blocks(self) -> list[Block]:
@@ -95,11 +96,21 @@ def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, con
     confusion = confusion_counts(out.blocks, data)
     paper = paper_tables(out.blocks, data.space, baseline=cfg.baseline)
     run = EvaluationRun(cfg, data, plan, out, results, summary, confusion, paper=paper)
+    sections = []
+    if strategies.others:
+        from perser.enroll.compare import strategy_tests
+
+        run.strategy_tests = strategy_tests(results, n_boot=cfg.n_bootstrap, level=cfg.ci_level, seed=min(cfg.seeds))
+        sections.append(("Enrollment strategies against random enrollment (paired on the same listeners: "
+                         "gain = strategy at k - random at random_k, positive is better; Wilcoxon p)",
+                         run.strategy_tests))
     if write:
         extra = {"predictions.csv": predictions_frame(out.blocks, data.space), **paper}
+        if run.strategy_tests is not None:
+            extra["strategies.csv"] = run.strategy_tests
         run.folder = write_run(cfg.run_dir, cfg=cfg, data=data, plan=plan, run=out, results=results,
                                summary=summary, confusion=confusion, overwrite=cfg.overwrite,
-                               make_report=cfg.report, extra_files=extra)
+                               make_report=cfg.report, extra_files=extra, extra_tables=sections)
     if console is not False:
         from perser.evaluate.report import exclusion_reasons, wide_console
 

@@ -134,11 +134,32 @@ def map_ratings(ratings: pd.DataFrame, source: LabelSpace, target: LabelSpace, m
     return base
 
 
+def feature_settings_for(spec: str, cfg: ExperimentConfig) -> dict:
+    """The extractor settings of ``spec``: ``feature_settings[spec]`` when the settings are
+    keyed by the specs of a list of feature sets, else ``feature_settings`` itself."""
+    specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
+    fs = dict(cfg.feature_settings)
+    if len(specs) > 1 and fs and set(fs) <= set(specs):
+        return dict(fs.get(spec) or {})
+    return fs
+
+
 def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
     from perser.features import extract
 
-    feats = extract(corpus, cfg.features, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
-                    **cfg.feature_settings)
+    specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
+    sets = [extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
+                    **feature_settings_for(s, cfg)) for s in specs]
+    if len(sets) == 1:
+        feats = sets[0]
+    else:
+        from perser.features.text import combine
+
+        for f in sets:
+            if f.X.ndim == 3 and f.X.shape[1] > 1:
+                log.add("SSL layer stacks reduced to their last layer to be concatenated with the other feature "
+                        "sets (the encoder's last hidden state)", f.spec)
+        feats = combine(sets, last_layer=True)
     failures = getattr(feats, "failures", {}) or {}
     for clip, msg in failures.items():
         log.add("clips without features (extraction failed), their ratings left out", f"{clip}: {msg}")
@@ -194,6 +215,8 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
                 and tr_space.classes != target.classes:
             notes.append(f"training classes {list(tr_space.classes)} used as evaluation classes {list(target.classes)}")
         c1, r1 = _table(train, tr_space, target, cfg.train_mapping, log, "train_mapping", "train", tp)
+        if cfg.train_splits is not None:
+            c1, r1 = _keep_splits(c1, r1, cfg.train_splits, train.name, notes)
         c2, r2 = _table(ev, ev_space, target, cfg.mapping, log, "mapping", "eval", ep)
         clips = pd.concat([c1, c2])
         ratings = pd.concat([r1, r2], ignore_index=True)
@@ -233,6 +256,21 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
     notes.extend(log.messages())
     return EvalData(space=target, clips=clips, ratings=ratings.reset_index(drop=True), X=X, clip_ids=ids,
                     annotators=annotators, cross_corpus=cross, notes=notes)
+
+
+def _keep_splits(clips: pd.DataFrame, ratings: pd.DataFrame, splits: list[str], name: str, notes: list[str]):
+    """The training corpus's clips (and their ratings) of the official ``splits`` only."""
+    if "split" not in clips.columns:
+        raise ConfigError(f"train_splits: corpus {name!r} has no official split (clips.split); drop train_splits")
+    have = sorted(set(clips["split"].dropna().astype(str)))
+    unknown = [s for s in splits if s not in have]
+    if unknown:
+        raise ConfigError(f"train_splits: corpus {name!r} has no split {unknown}; its splits are {have}")
+    keep = clips["split"].astype(str).isin(splits)
+    notes.append(f"trained on the {int(keep.sum())} clips of {name!r} in split(s) {splits} "
+                 f"({int((~keep).sum())} clips of other splits left out)")
+    clips = clips.loc[keep]
+    return clips, ratings[ratings["clip_id"].isin(set(clips.index))]
 
 
 def _prefixes(train: Corpus, ev: Corpus) -> tuple[str, str]:

@@ -351,6 +351,8 @@ def render_html(ctx: dict) -> str:
             if img:
                 parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
                              f"src='data:image/png;base64,{img}'>")
+    for title, table in ctx.get("extra", []):
+        parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(table))
     for title, img in ctx["plots"].get("other", []):
         if img:
             parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{img}'>")
@@ -364,11 +366,14 @@ def render_html(ctx: dict) -> str:
 
 def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary: pd.DataFrame,
               confusion: pd.DataFrame, overwrite: bool = False, make_report: bool = True,
-              extra_files: dict[str, pd.DataFrame] | None = None) -> Path:
+              extra_files: dict[str, pd.DataFrame] | None = None,
+              extra_tables: list[tuple[str, pd.DataFrame]] | None = None) -> Path:
     """Write the run folder atomically; returns its path.
 
     ``extra_files`` are further tables written as CSV into the folder under their
-    names (``predictions.csv``, the paper-mode tables)."""
+    names (``predictions.csv``, the paper-mode tables); ``extra_tables`` are
+    ``(title, frame)`` sections added to the report (e.g. the enrollment strategies'
+    paired tests)."""
     from perser.errors import ConfigError
 
     out = Path(out)
@@ -439,7 +444,7 @@ def write_run(out: Path, *, cfg, data, plan, run, results: pd.DataFrame, summary
                 "name": cfg.name, "headline": headline, "notes": notes, "descriptions": descriptions,
                 "baseline": cfg.baseline,
                 "tables": tables, "plots": plots, "listeners": listeners, "timings": timings,
-                "config_yaml": config_yaml, "versions": versions,
+                "config_yaml": config_yaml, "versions": versions, "extra": list(extra_tables or []),
             })
             (tmp / "report.html").write_text(page, encoding="utf-8")
     return out

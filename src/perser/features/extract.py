@@ -344,8 +344,10 @@ def extract(
         Series clip id -> path, a folder (every audio file below it; clip id = relative
         path without suffix), one file, or a list of paths (clip id = the path as given).
     spec : str
-        ``"egemaps"`` (eGeMAPSv02 functionals), ``"compare"`` (ComParE_2016 functionals)
-        or ``"ssl:<model>"`` (every hidden layer of a local Hugging Face speech encoder).
+        ``"egemaps"`` (eGeMAPSv02 functionals), ``"compare"`` (ComParE_2016 functionals),
+        ``"ssl:<model>"`` (every hidden layer of a local Hugging Face speech encoder) or
+        ``"text:<model>"`` (a local Hugging Face text encoder on each clip's transcript,
+        :mod:`perser.features.text`; needs a corpus).
     cache_dir : path, optional
         The store; default ``$PERSER_CACHE`` or ``~/.cache/perser/features``.
     workers : int
@@ -376,6 +378,16 @@ def extract(
     FeatureError
         Every clip failed, or the extractor could not be set up (e.g. no model).
     """
+    if str(spec).strip().startswith("text:"):  # transcripts, not audio: perser.features.text
+        from perser.features.text import TEXT_SETTINGS, extract_text
+
+        given = {k: v for k, v in settings.items() if v is not None}
+        other = sorted(set(given) - set(TEXT_SETTINGS))
+        if other or shard is not None:
+            raise ConfigError(f"text features take the settings {list(TEXT_SETTINGS)}"
+                              f"{'' if shard is None else ' and no shard'}; got {other or ['shard']}")
+        return extract_text(corpus_or_paths, str(spec).strip(), cache_dir=cache_dir, progress=progress,
+                            device=device, **given)
     t0 = time.perf_counter()
     store = FeatureStore(cache_dir)
     if workers < 1:

@@ -42,7 +42,11 @@ CONSENSUS = "<consensus>"
 
 #: hyper-parameters that determine the fitted multi-annotator network
 FIT_PARAMS = ("hidden", "dropout", "epochs", "batch_size", "lr", "weight_decay", "patience", "min_delta", "valid_fraction",
-              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "head_updates", "precision")
+              "loss", "cb_beta", "seed", "device", "min_ratings", "consensus_weight", "head_shrinkage", "head_updates", "precision",
+              "architecture")
+
+#: values of ``architecture``
+ARCHITECTURES = ("perser", "tavernor")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
 _FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
@@ -81,17 +85,27 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         over all heads), the implementation before the sparse one; it costs
         ``O(annotators)`` per step. The two agree exactly when every batch holds every
         head (e.g. full-batch steps).
+    architecture:
+        ``"perser"`` (default): the :class:`~perser.methods.nets.HeadedNet` trunk and
+        heads above, all trained jointly. ``"tavernor"`` (dimensional spaces): Tavernor &
+        Mower Provost's network and head training as their code builds them
+        (:mod:`perser.methods.tavernor`: input dropout, one shared layer, a two-layer
+        branch per dimension, a linear head per annotator per dimension; a consensus head
+        trained first and copied into every annotator's head, then SGD on the
+        annotators' ratings only). ``hidden[0]`` is its layer width; ``consensus_weight``
+        and ``head_updates`` are not used (the consensus head is always made).
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.neural.NeuralPersonalizer`.
     """
 
     def __init__(self, min_ratings: int = 10, consensus_weight: float = 1.0, head_shrinkage: float = 0.0,
-                 head_updates: str = "sparse", **kwargs):
+                 head_updates: str = "sparse", architecture: str = "perser", **kwargs):
         super().__init__(**kwargs)
         self.min_ratings = min_ratings
         self.consensus_weight = consensus_weight
         self.head_shrinkage = head_shrinkage
         self.head_updates = head_updates
+        self.architecture = architecture
 
     # ----------------------------------------------------------- shared fits
     def fit_signature(self) -> tuple | None:
@@ -125,6 +139,12 @@ class MultiAnnotatorModel(NeuralPersonalizer):
     def _check_fit_options(self, train: RatingSet) -> None:
         """Checks of a subclass's own options before fitting (or adopting a fit)."""
         self.check_space(train.space)
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"method {self.name!r}: unknown architecture {self.architecture!r}; use one of "
+                              f"{ARCHITECTURES}")
+        if self.architecture == "tavernor" and train.space.kind != "dimensional":
+            raise ConfigError(f"method {self.name!r}: architecture 'tavernor' needs a dimensional space, "
+                              f"got {train.space.kind!r}")
         if float(self.head_shrinkage) < 0:
             raise ConfigError(f"method {self.name!r}: head_shrinkage must be >= 0, got {self.head_shrinkage}")
         if float(self.head_shrinkage) > 0 and not float(self.consensus_weight) > 0:
@@ -136,7 +156,18 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         return {p: _freeze(getattr(self, p, None)) for p in FIT_PARAMS if p not in self.RESUMABLE}
 
     # ---------------------------------------------------------------- fitting
+    def _make_net(self, n_heads: int):
+        if self.architecture == "tavernor":
+            from perser.methods.tavernor import make_tavernor_net
+
+            return make_tavernor_net(self, n_heads)
+        return super()._make_net(n_heads)
+
     def fit(self, train: RatingSet, valid: RatingSet | None = None) -> "MultiAnnotatorModel":
+        if self.architecture == "tavernor":
+            from perser.methods.tavernor import fit_tavernor
+
+            return fit_tavernor(self, train, valid)
         self._check_fit_options(train)
         full_train = train
         counts = _counts(train.annotator_ids)

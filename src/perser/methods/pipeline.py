@@ -65,6 +65,9 @@ def train(config: TrainConfig, out: str | Path | None = None, *, force: bool = F
           echo: Callable[[str], None] | None = None) -> Personalizer:
     """Fit ``config.method`` on the seen annotators of ``config.corpus`` and write it to ``out``.
 
+    Listeners that ``annotators.csv`` marks as new (a true ``new`` column) are left out
+    unless ``config.new_listeners``.
+
     Parameters
     ----------
     config:
@@ -115,7 +118,16 @@ def train(config: TrainConfig, out: str | Path | None = None, *, force: bool = F
         lost = [c for c in clips.index if c not in have]
         log.add("clips without features left out", lost[0], n=len(lost))
     log.emit()
-    rs = RatingSet.from_corpus(corpus, X, sp, clip_ids=ids, clips=keep)
+    listeners = None
+    ann = corpus.annotators
+    if not config.new_listeners and ann is not None and "new" in ann.columns:
+        is_new = ann["new"].astype(str).str.lower().isin(["true", "1", "yes"])
+        if is_new.any():  # the listeners to enroll: a model trained on them would hold their own heads
+            listeners = [str(a) for a in ann.index[~is_new]]
+            if main and echo is not None:
+                echo(f"left out {int(is_new.sum())} listeners annotators.csv marks as new "
+                     "(--new-listeners trains on them too)")
+    rs = RatingSet.from_corpus(corpus, X, sp, clip_ids=ids, clips=keep, annotators=listeners)
     if len(rs) == 0:
         raise ConfigError(f"no ratings in space {sp.name!r} for the chosen clips")
     model.feature_spec = {**fspec, "shape": list(X.shape[1:])}

@@ -61,9 +61,11 @@ class TrainConfig:
     (``0``/``None``: run all ``epochs``). ``min_delta``: the improvement that counts.
     ``data_key``: a digest of the training data, part of the checkpoint's fingerprint,
     so that a checkpoint written on other data of the same size is refused instead of
-    resumed. ``optimizer``: ``"adam"`` (:class:`torch.optim.Adam`) or ``"lazy-adam"``
+    resumed. ``optimizer``: ``"adam"`` (:class:`torch.optim.Adam`), ``"lazy-adam"``
     (:class:`LazyAdam`: parameters with row-sparse gradients are updated only in the
-    rows a step touched). ``unit``: what an item is, for the throughput on the progress bar.
+    rows a step touched) or ``"sgd"`` (:class:`torch.optim.SGD` with ``momentum``).
+    ``plateau_factor``: with a validation loss, multiply the learning rate by it after
+    ``plateau_patience`` epochs without improvement (``ReduceLROnPlateau``; None: off). ``unit``: what an item is, for the throughput on the progress bar.
     ``precision``: ``"fp32"``; ``"bf16"``: the batch loss's forward pass under
     :func:`torch.autocast` with bfloat16 (matrix products in bfloat16, reductions,
     softmax and losses in float32; weights, gradients and Adam stay float32, so no loss
@@ -82,6 +84,9 @@ class TrainConfig:
     description: str = "training"
     data_key: str | None = None
     optimizer: str = "adam"
+    momentum: float = 0.9
+    plateau_factor: float | None = None
+    plateau_patience: int = 5
     unit: str = "items"
     precision: str = "auto"
 
@@ -94,8 +99,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        if self.optimizer not in ("adam", "lazy-adam"):
-            raise ConfigError(f"optimizer must be 'adam' or 'lazy-adam', got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "lazy-adam", "sgd"):
+            raise ConfigError(f"optimizer must be 'adam', 'lazy-adam' or 'sgd', got {self.optimizer!r}")
 
 
 @dataclass
@@ -133,6 +138,10 @@ def _fingerprint(cfg: TrainConfig, n: int, model: nn.Module) -> dict:
     data = {} if cfg.data_key is None else {"data": cfg.data_key}
     if cfg.optimizer != "adam":
         data["optimizer"] = cfg.optimizer
+    if cfg.optimizer == "sgd":
+        data["momentum"] = cfg.momentum
+    if cfg.plateau_factor is not None:
+        data["plateau"] = [cfg.plateau_factor, cfg.plateau_patience]
     return {
         **data,
         "n_items": int(n),
@@ -229,10 +238,13 @@ def _bias_corrections(t: torch.Tensor, lr: float, b1: float, b2: float, shape, d
     return (lr / (1 - b1 ** t)).to(dtype).view(shape), (1 - b2 ** t).sqrt().to(dtype).view(shape)
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``"adam"``: :class:`torch.optim.Adam`; ``"lazy-adam"``: :class:`LazyAdam`."""
+def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """``"adam"``: :class:`torch.optim.Adam`; ``"lazy-adam"``: :class:`LazyAdam`;
+    ``"sgd"``: :class:`torch.optim.SGD` with ``momentum``."""
     if name == "lazy-adam":
         return LazyAdam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
@@ -265,17 +277,20 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 class _ModelTrainee:
     """A module and its optimiser as a :class:`Trainee`."""
 
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, config: dict):
-        self.model, self.opt, self.config = model, opt, config
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, config: dict, sched=None):
+        self.model, self.opt, self.config, self.sched = model, opt, config, sched
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_tensors, groups = _optimizer_tensors(self.opt)
-        return {**tensors, **opt_tensors}, {"param_groups": groups, "config": self.config}
+        extra = {"scheduler": _scheduler_state(self.sched)} if self.sched is not None else {}
+        return {**tensors, **opt_tensors}, {"param_groups": groups, "config": self.config, **extra}
 
     def load_state(self, tensors: dict[str, torch.Tensor], doc: dict) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(self.opt, tensors, doc["param_groups"])
+        if self.sched is not None and doc.get("scheduler"):
+            self.sched.load_state_dict(doc["scheduler"])
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -497,8 +512,12 @@ def fit_model(
             f"a row in every batch; use batch_size >= {2 * world}"
         )
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
-    trainee = _ModelTrainee(model, opt, _jsonable(asdict(cfg)))
+    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum)
+    sched = None
+    if cfg.plateau_factor is not None and valid_loss is not None:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
+                                                           patience=cfg.plateau_patience)
+    trainee = _ModelTrainee(model, opt, _jsonable(asdict(cfg)), sched)
 
     module: nn.Module = model
     dev = next(iter(model.parameters())).device
@@ -537,12 +556,18 @@ def fit_model(
                 opt.step()
                 total += loss.item() * len(rows)
                 count += len(rows)
-        return {"train_loss": total / max(count, 1)}
+        rec = {"train_loss": total / max(count, 1)}
+        if sched is not None:
+            rec["lr"] = float(opt.param_groups[0]["lr"])  # the rate this epoch trained with
+        return rec
 
     def valid() -> float:
         model.eval()
         with torch.no_grad():
-            return float(valid_loss(model))
+            score = float(valid_loss(model))
+        if sched is not None:
+            sched.step(score)
+        return score
 
     res = epoch_loop(
         trainee, run_epoch, epochs=cfg.epochs, valid_loss=None if valid_loss is None else valid,
@@ -571,6 +596,11 @@ def autocast_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
 
 def _ckpt_path(cfg: TrainConfig) -> Path | None:
     return None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last"
+
+
+def _scheduler_state(sched) -> dict:
+    """``ReduceLROnPlateau``'s counters (plain numbers; infinities are written as JSON's Infinity)."""
+    return {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
 
 def _jsonable(d: dict) -> dict:

@@ -14,7 +14,7 @@ loudness follow the clip's arousal and valence, so features carry some of the
 emotion. Same seed, same bytes.
 
 One module per corpus, mirroring :mod:`perser.corpus`: :mod:`.iemocap`, :mod:`.msp_podcast`,
-:mod:`.msp_improv`, :mod:`.crema_d`; the simulation they share lives in :mod:`._sim`, the
+:mod:`.msp_improv`, :mod:`.crema_d`, :mod:`.muse`; the simulation they share lives in :mod:`._sim`, the
 comparison helpers in :mod:`.check`.
 """
 
@@ -24,6 +24,7 @@ from perser.testing.corpora.crema_d import write_crema_d
 from perser.testing.corpora.iemocap import write_iemocap
 from perser.testing.corpora.msp_improv import write_msp_improv
 from perser.testing.corpora.msp_podcast import write_msp_podcast
+from perser.testing.corpora.muse import write_muse
 
 __all__ = ["SR", "Fixture", "assert_same_ratings", "load_quietly", "one_rating", "write_iemocap", "write_msp_podcast",
-           "write_msp_improv", "write_crema_d"]
+           "write_msp_improv", "write_crema_d", "write_muse"]
