@@ -51,6 +51,7 @@ def run_similar(a) -> dict:
     m.fit(rs)
     t_fit = time.perf_counter() - t0
     out = {"ratings": len(rs), "annotators": a.annotators, "heads": len(m.head_annotators_), "head_updates": a.head_updates,
+           "device": a.device, "precision": a.precision,
            "epoch_s": m.history_.epoch_seconds[0], "epoch_cpu_s": m.history_.epoch_cpu_seconds[0], "fit_s": t_fit, "data_s": t_data, "peak_mb": peak_mb()}
     if a.enroll:
         out.update(enroll_bench(m, rs, a.enroll))
