@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from perser._io import json_default
-from perser._io import json_default as _json_default  # noqa: F401  (serve/service.py and neural.py import it from here)
 from perser.corpus.model import Corpus, LabelSpace
 from perser.errors import ConfigError, CorpusError, PerserError
 

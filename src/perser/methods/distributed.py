@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from perser.errors import ConfigError
 
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -175,9 +174,3 @@ def shutdown() -> None:
     """Leave the process group (no-op outside one)."""
     if is_initialized():
         dist.destroy_process_group()
-
-
-def check_batch(n_rows: int) -> None:
-    """Raise :class:`ConfigError` when a global batch cannot give every rank a row."""
-    if n_rows < world_size():
-        raise ConfigError(f"a batch of {n_rows} rows cannot be split across {world_size()} processes")

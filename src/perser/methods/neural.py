@@ -18,7 +18,6 @@ No pickle: loading a model runs no code from the folder.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 from typing import Sequence
@@ -28,18 +27,13 @@ import torch
 
 from perser.corpus.model import LabelSpace
 from perser.errors import ConfigError, FeatureError
-from perser.methods.base import Personalizer, Predictions, Profile, RatingSet, _json_default
+from perser._io import json_default as _json_default, package_versions
+from perser.methods.base import Personalizer, Predictions, Profile, RatingSet
 from perser.methods.losses import class_balanced_weights, loss_for, training_targets
 from perser.methods.nets import HeadedNet, Standardizer, activate, from_unit, load_numpy_state, state_to_numpy
 from perser._io import atomic_dir
 from perser.methods.persist import FORMAT, load_tensors, read_config, save_tensors
 from perser.methods.training import TrainConfig
-
-def versions() -> dict[str, str]:
-    import perser
-
-    return {"perser": perser.__version__, "torch": torch.__version__, "numpy": np.__version__}
-
 
 class NeuralPersonalizer(Personalizer):
     """Base class of the methods built on :class:`~perser.methods.nets.HeadedNet`.
@@ -115,27 +109,6 @@ class NeuralPersonalizer(Personalizer):
         self.feature_spec: dict | None = None
 
     # --------------------------------------------------------------- params
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Hyper-parameter names accepted by this class's ``__init__``.
-
-        The named parameters of ``__init__``, followed by those of the bases' ``__init__``
-        for as long as each passes ``**kwargs`` on.
-        """
-        names: list[str] = []
-        for klass in cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            if klass is object:
-                break
-            params = inspect.signature(init).parameters.values()
-            for p in params:
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names:
-                    names.append(p.name)
-            if not any(p.kind == p.VAR_KEYWORD for p in params):
-                break
-        return names
 
     def get_params(self) -> dict:
         return {p: _plain(getattr(self, p)) for p in self.param_names() if hasattr(self, p)}
@@ -314,7 +287,7 @@ class NeuralPersonalizer(Personalizer):
             "feature_spec": self.feature_spec,
             "n_heads": self._n_heads(),
             "state": self._extra_state(),
-            "versions": versions(),
+            "versions": package_versions("perser", "torch", "numpy"),
         }
         arrays = state_to_numpy(self.net_, "net.")
         arrays.update({f"standardizer.{k}": v for k, v in self.standardizer_.to_dict().items()})

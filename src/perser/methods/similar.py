@@ -22,9 +22,8 @@ dozen noisy ones. ``head_shrinkage > 0`` (see
 instead, each pulled toward the jointly trained consensus head, so a copied head is
 the consensus corrected by what that annotator's ratings support. Independent heads
 are the default (``head_shrinkage=0``; the authors' heads are independent but start as
-copies of a consensus head, ``docs/papers.md``); on the demo corpus,
-``head_shrinkage=100`` made the seen annotators' own heads better than consensus on
-unseen clips, where independent heads were worse (``benchmarks/demo/RESULTS.md``).
+copies of a consensus head, ``docs/papers.md``); what shrinkage does on the demo
+corpus is measured in ``benchmarks/demo/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from torch import nn
 
 from perser.errors import ConfigError
 from perser.methods import distributed
-from perser._io import atomic_dir, json_default as _json_default
+from perser._io import atomic_dir, json_default as _json_default, jsonable, progress_bar
 from perser.methods.persist import load_tensors, save_tensors
 
 BatchLoss = Callable[[nn.Module, np.ndarray], torch.Tensor]
@@ -413,12 +413,9 @@ def epoch_loop(
 
     bar = None
     if progress and distributed.is_main() and not finished:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import TextColumn
 
-        bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True,
-        )
+        bar = progress_bar(TextColumn("{task.fields[info]}"), bold=True, transient=True)
         task = bar.add_task(description, total=epochs, completed=start, info="")
         bar.start()
     try:
@@ -517,7 +514,7 @@ def fit_model(
     if cfg.plateau_factor is not None and valid_loss is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor,
                                                            patience=cfg.plateau_patience)
-    trainee = _ModelTrainee(model, opt, _jsonable(asdict(cfg)), sched)
+    trainee = _ModelTrainee(model, opt, jsonable(asdict(cfg)), sched)
 
     module: nn.Module = model
     dev = next(iter(model.parameters())).device
@@ -601,7 +598,3 @@ def _ckpt_path(cfg: TrainConfig) -> Path | None:
 def _scheduler_state(sched) -> dict:
     """``ReduceLROnPlateau``'s counters (plain numbers; infinities are written as JSON's Infinity)."""
     return {k: v for k, v in sched.state_dict().items() if isinstance(v, (int, float, str, bool, list, type(None)))}
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}

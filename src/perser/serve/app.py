@@ -49,6 +49,7 @@ from urllib.parse import unquote
 
 from starlette.requests import Request
 
+from perser._io import package_versions
 from perser.errors import ConfigError, PerserError
 from perser.serve.keys import Forbidden, Principal, RateLimited, Unauthorized
 from perser.serve.service import (
@@ -196,7 +197,7 @@ def create_app(service: Service, start_background: bool = True, threads: int = 4
         service.stop()
 
     app = FastAPI(title="perser", description="Enroll listeners and predict their emotion labels.",
-                  version=_version(), lifespan=lifespan)
+                  version=package_versions("perser", missing="0")["perser"], lifespan=lifespan)
     app.state.service = service
 
     def status(code: int):
@@ -336,10 +337,3 @@ def _document_bodies(app, *models) -> None:
     app.openapi = openapi
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("perser")
-    except Exception:  # pragma: no cover
-        return "0"

@@ -316,16 +316,21 @@ class Database:
             conn.execute(models.update().where(and_(models.c.id == model_id, models.c.lease_owner == owner))
                          .values(lease_owner=None, lease_until=None))
 
-    # ------------------------------------------------------------ listeners
-    def listener(self, name: str, conn: Optional[Connection] = None) -> Optional[dict]:
-        """``{"id", "name", "revision", "created_at", "updated_at"}`` or None."""
-        q = select(listeners).where(listeners.c.name == name)
+    def _first(self, q, conn: Optional[Connection] = None) -> Optional[dict]:
+        """The first row of query ``q`` as a dict (None without one), in ``conn``'s transaction
+        when given, else in a read transaction of its own."""
         if conn is not None:
             r = conn.execute(q).first()
         else:
             with self.read() as c:
                 r = c.execute(q).first()
         return None if r is None else dict(r._mapping)
+
+    # ------------------------------------------------------------ listeners
+    def listener(self, name: str, conn: Optional[Connection] = None) -> Optional[dict]:
+        """``{"id", "name", "revision", "created_at", "updated_at"}`` or None."""
+        q = select(listeners).where(listeners.c.name == name)
+        return self._first(q, conn)
 
     def count_listeners(self) -> int:
         with self.read() as conn:
@@ -463,12 +468,7 @@ class Database:
 
     def profile(self, listener_id: int, model_id: int, conn: Optional[Connection] = None) -> Optional[dict]:
         q = select(profiles).where(and_(profiles.c.listener_id == listener_id, profiles.c.model_id == model_id))
-        if conn is not None:
-            r = conn.execute(q).first()
-        else:
-            with self.read() as c:
-                r = c.execute(q).first()
-        return None if r is None else dict(r._mapping)
+        return self._first(q, conn)
 
     def profiles_of(self, listener_id: int) -> list[dict]:
         q = (select(profiles.c.model_id, profiles.c.revision, profiles.c.status, profiles.c.k, profiles.c.error,

@@ -50,7 +50,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from perser.corpus.model import LabelSpace, split_multilabel
 from perser.errors import ConfigError, FeatureError, PerserError
-from perser.methods.base import Personalizer, Profile, _json_default
+from perser._io import json_default as _json_default
+from perser.methods.base import Personalizer, Profile
 from perser.serve import db as dbm
 from perser.serve.keys import Forbidden, Principal, RateLimiter, Unauthorized, check_scope, hash_key
 from perser.serve.uploads import Featurizer, audio_digest
