@@ -35,18 +35,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, pagekit):
+def _page_server(tmp_path, pagekit, target_k: int, **build):
+    """Serve the enrollment page over a pagekit model on a real uvicorn on 127.0.0.1; yield
+    ``(url, service, X, W, pagekit)`` and stop the server afterwards."""
     import uvicorn
 
     from perser.serve import Service, create_app
     from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
 
-    model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path)
+    model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path, **build)
     service = Service([model_dir], tmp_path / "s.db", key_cache_seconds=0)
     pool = EnrollmentPool.from_source(pool_csv, service.model_for(None).model, features=feats)
     app = create_app(service, start_background=False)
-    include_enroll_page(app, service, pool, target_k=5)
+    include_enroll_page(app, service, pool, target_k=target_k)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     th = threading.Thread(target=srv.run, daemon=True)
@@ -58,6 +59,11 @@ def server(tmp_path, pagekit):
     yield f"http://127.0.0.1:{port}", service, X, W, pagekit
     srv.should_exit = True
     th.join(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path, pagekit):
+    yield from _page_server(tmp_path, pagekit, target_k=5)
 
 
 @pytest.fixture
@@ -128,27 +134,7 @@ def test_a_listener_enrolls_through_the_page(server, browser):
 
 @pytest.fixture
 def dim_server(tmp_path, pagekit):
-    import uvicorn
-
-    from perser.serve import Service, create_app
-    from perser.serve.enroll_page import EnrollmentPool, include_enroll_page
-
-    model_dir, pool_csv, feats, X, W = pagekit.build(tmp_path, space=pagekit.DIM)
-    service = Service([model_dir], tmp_path / "s.db", key_cache_seconds=0)
-    pool = EnrollmentPool.from_source(pool_csv, service.model_for(None).model, features=feats)
-    app = create_app(service, start_background=False)
-    include_enroll_page(app, service, pool, target_k=3)
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", service, X, W, pagekit
-    srv.should_exit = True
-    th.join(timeout=10)
+    yield from _page_server(tmp_path, pagekit, target_k=3, space=pagekit.DIM)
 
 
 def test_a_listener_moves_sliders_in_a_dimensional_space(dim_server, browser):
