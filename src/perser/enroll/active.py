@@ -401,12 +401,9 @@ class HeadSession(Session):
             w = np.exp(lw - lw.max())
             w /= w.sum()
             cand = np.flatnonzero(~banned)
-            g = self.gains(w, cand)
-            score = g * self.dens[cand] if self.dens is not None else g
-            j = int(np.argmax(score))
-            i = int(cand[j])
+            i, gain = _pick(cand, self.gains(w, cand), self.dens)
             out.append(i)
-            gains.append(float(g[j]))
+            gains.append(gain)
             banned[i] = True
             if len(out) < n:  # batch: condition on the most probable answer
                 lw = lw + self._loglik(self.P[[i]], self._believed_answer(w, i))
@@ -459,13 +456,18 @@ class _ModelChangeSession(Session):
             cand = np.flatnonzero(~banned)
             Zc = self.Z[cand]
             q = np.einsum("nd,nd->n", Zc, np.linalg.solve(A, Zc.T).T)
-            g = 0.5 * np.log1p(u[cand] * q)
-            score = g * self.dens[cand] if self.dens is not None else g
-            j = int(np.argmax(score))
-            i = int(cand[j])
+            i, gain = _pick(cand, 0.5 * np.log1p(u[cand] * q), self.dens)
             out.append(i)
-            gains.append(float(g[j]))
+            gains.append(gain)
             banned[i] = True
             A += u[i] * np.outer(self.Z[i], self.Z[i])
         return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
                          {"unit": self.unit, "criterion": "model-change"})
+
+
+def _pick(cand: np.ndarray, g: np.ndarray, dens: np.ndarray | None) -> tuple[int, float]:
+    """The candidate with the largest gain ``g`` (weighted by the pool's typicality ``dens``
+    where there is one) and its unweighted gain."""
+    score = g * dens[cand] if dens is not None else g
+    j = int(np.argmax(score))
+    return int(cand[j]), float(g[j])
