@@ -70,7 +70,8 @@ class ExperimentConfig(BaseModel):
     mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
     features: str | list[str] = Field(
-        "egemaps", description="feature spec for perser.features.extract, or a list of specs whose vectors are "
+        "egemaps", description="feature spec for perser.features.extract or a precomputed feature file (.npz, "
+                               ".parquet, .csv; see perser.features.Features.load), or a list of specs whose vectors are "
                                "concatenated per clip (e.g. [ssl:DIR, text:DIR]; with a list, feature_settings may be "
                                "keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
