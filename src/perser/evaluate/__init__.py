@@ -71,7 +71,17 @@ def _methods(cfg: ExperimentConfig) -> tuple[dict[str, dict], bool]:
         raise ConfigError(f"unknown method(s) {sorted(set(unknown))}; available: {', '.join(available_methods())}")
     if cfg.baseline not in names:
         names = [cfg.baseline, *names]
-    return {m: dict(cfg.method_params.get(m, {})) for m in names}, bool(cfg.methods)
+    from perser.methods import get_method
+
+    out = {}
+    for m in names:  # the run's device and precision, where a method has them and its params do not say
+        params = dict(cfg.method_params.get(m, {}))
+        accepted = set(get_method(m).param_names())
+        for key in ("device", "precision"):
+            if getattr(cfg, key) is not None and key in accepted:
+                params.setdefault(key, getattr(cfg, key))
+        out[m] = params
+    return out, bool(cfg.methods)
 
 
 def evaluate_data(cfg: ExperimentConfig, data: EvalData, write: bool = True, console=None,
