@@ -74,11 +74,12 @@ def _train_set(data: EvalData, split: Split) -> RatingSet:
         raise PerserError(f"seed {split.seed} fold {split.fold}: no training ratings")
     sub = r.loc[mask]
     train_ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
-    local = {c: i for i, c in enumerate(train_ids)}
+    import pandas as pd
+
     return RatingSet(
         X=data.X[data.rows(train_ids)],
         clip_ids=train_ids,
-        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        clip_index=pd.Index(train_ids).get_indexer(sub["clip_id"].to_numpy(dtype=object)).astype(np.int64),
         annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
         y=data.y_all[mask],
         space=data.space,
