@@ -90,3 +90,36 @@ def test_switches_change_the_learned_model(start):
         diff = max(float((base.theta_[k] - other.theta_[k]).abs().max()) for k in base.theta_)
         assert diff > 1e-7, kw
     np.testing.assert_equal(sorted(base.theta_), sorted(_fit(start).theta_))
+
+
+def test_meta_training_runs_on_the_train_device_and_cpu_is_unchanged(start, monkeypatch):
+    """Meta-training takes ``device``: its tasks, initial weights, learning rates and step
+    weights live on ``train_device()`` (the CPU here), the fitted head comes back to the
+    CPU, and ``device="cpu"`` learns exactly what the default does on this machine."""
+    from perser.methods.meta import MetaPerSER
+
+    seen = []
+    real = MAMLPlusPlus.meta_gradients
+
+    def meta_gradients(self, batch, epoch=None):
+        seen.append({t.device for t in (batch.xs, batch.yq, self.step_weights(), *self.params.values(), *self.lrs.values())})
+        return real(self, batch, epoch)
+
+    asked = []
+    real_dev = MetaPerSER.train_device
+
+    def train_device(self):
+        asked.append(self.device)
+        return real_dev(self)
+
+    monkeypatch.setattr(MAMLPlusPlus, "meta_gradients", meta_gradients)
+    monkeypatch.setattr(MetaPerSER, "train_device", train_device)
+    a = _fit(start, device="cpu")
+    assert asked == ["cpu"] and seen and all(s == {torch.device("cpu")} for s in seen)
+    assert all(p.device.type == "cpu" for p in a.head_.parameters()) and all(v.device.type == "cpu" for v in a.theta_.values())
+    b = _fit(start)
+    for k in a.theta_:
+        assert torch.equal(a.theta_[k], b.theta_[k]) and torch.equal(a.inner_lrs_[k], b.inner_lrs_[k])
+    rs, _ = start
+    X, y = rs.of(rs.annotators[0])
+    np.testing.assert_array_equal(a.predict(a.enroll(X[:4], y[:4]), X).values, b.predict(b.enroll(X[:4], y[:4]), X).values)

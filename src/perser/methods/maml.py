@@ -272,8 +272,11 @@ class MAMLPlusPlus:
         self.learn_inner_lr = bool(learn_inner_lr)
         self.use_vmap = bool(use_vmap)
         self.params = {k: torch.nn.Parameter(v.detach().clone()) for k, v in params.items()}
+        #: where the parameters live (and the learning rates and step weights with them)
+        self.device = next(iter(self.params.values())).device if self.params else torch.device("cpu")
         self.lrs = {
-            k: torch.nn.Parameter(torch.full((self.n_inner_steps,), float(inner_lr)), requires_grad=self.learn_inner_lr)
+            k: torch.nn.Parameter(torch.full((self.n_inner_steps,), float(inner_lr), device=self.device),
+                                  requires_grad=self.learn_inner_lr)
             for k in params
         }
         groups = [{"params": list(self.params.values())}]
@@ -291,7 +294,7 @@ class MAMLPlusPlus:
         return (self.epoch if epoch is None else epoch) >= self.first_order_epochs
 
     def step_weights(self, epoch: int | None = None) -> Tensor:
-        return msl_weights(self.n_inner_steps, self.epoch if epoch is None else epoch, self.msl_epochs)
+        return msl_weights(self.n_inner_steps, self.epoch if epoch is None else epoch, self.msl_epochs).to(self.device)
 
     @property
     def meta_lr(self) -> float:

@@ -250,10 +250,20 @@ class MetaPerSER(NeuralPersonalizer):
             p.requires_grad_(False)
         self.seen_annotators_ = train.annotators
         self._build_head()
+        dev = self.train_device()
+        try:
+            self._fit_meta(train, valid, dev, torch_dist)
+        finally:
+            self.head_.to("cpu")  # the fitted model is kept and run on the CPU
+        return self
 
-        train_tasks, valid_tasks, self.task_counts_ = self._tasks(train, valid)
+    def _fit_meta(self, train: RatingSet, valid: RatingSet | None, dev: torch.device, torch_dist: bool) -> None:
+        """Meta-train the head on ``dev``: the frozen features of the tasks, the head's
+        initial weights, learning rates and outer optimiser live there."""
+        train_tasks, valid_tasks, self.task_counts_ = self._tasks(train, valid, dev)
+        self.head_.to(dev)
         learner = MAMLPlusPlus(
-            self.head_fn_, self._loss_fn(), dict(self.head_.named_parameters()),
+            self.head_fn_, self._loss_fn(dev), dict(self.head_.named_parameters()),
             n_inner_steps=int(self.n_inner_steps), inner_lr=float(self.inner_lr),
             learn_inner_lr=bool(self.learn_inner_lr), first_order_epochs=int(self.first_order_epochs),
             msl_epochs=int(self.msl_epochs), meta_lr=float(self.meta_lr), min_meta_lr=float(self.min_meta_lr),
@@ -265,9 +275,8 @@ class MetaPerSER(NeuralPersonalizer):
                         if k not in (*self.RESUMABLE, "meta_epochs", "use_vmap", "init_model")}
             ck_key = checkpoint_key((train, valid), settings)
         self.meta_history_ = self._meta_train(learner, train_tasks, valid_tasks, torch_dist, ck_key)
-        return self
 
-    def _tasks(self, train: RatingSet, valid: RatingSet | None):
+    def _tasks(self, train: RatingSet, valid: RatingSet | None, dev: torch.device | str = "cpu"):
         """Per-annotator row pools for meta-training and fixed validation tasks."""
         n_task = int(self.k_support) + int(self.k_query)
         log = SkipLog("meta")
@@ -283,15 +292,16 @@ class MetaPerSER(NeuralPersonalizer):
                 f"method 'meta': no annotator has the {n_task} ratings a task needs "
                 f"(k_support={self.k_support} + k_query={self.k_query}); the most ratings by one annotator is {most}"
             )
-        Z = self._frozen(train.X)
-        T = torch.from_numpy(self._targets(train.y))
-        ci = torch.from_numpy(train.clip_index)
+        Z = self._frozen(train.X).to(dev)
+        T = torch.from_numpy(self._targets(train.y)).to(dev)
+        ci = torch.from_numpy(train.clip_index).to(dev)
         data = (Z, T, ci)
 
         k = int(self.k_support)
         vtasks: list = []
         if valid is not None and len(valid):
-            Zv, Tv, civ = self._frozen(valid.X), torch.from_numpy(self._targets(valid.y)), torch.from_numpy(valid.clip_index)
+            Zv, Tv, civ = (self._frozen(valid.X).to(dev), torch.from_numpy(self._targets(valid.y)).to(dev),
+                           torch.from_numpy(valid.clip_index).to(dev))
             for a, rows in _rows_by_annotator(valid.annotator_ids).items():
                 if len(rows) < k + 2:
                     log.add(f"validation annotators with fewer than {k + 2} ratings (k_support + 2) not used for early stopping", a)
@@ -320,7 +330,7 @@ class MetaPerSER(NeuralPersonalizer):
         pick = [order[(start + j) % len(names)] for j in range(B)]
         n_task = int(self.k_support) + int(self.k_query)
         rows = np.stack([rng.choice(pools[names[i]], size=n_task, replace=False) for i in pick])
-        r = torch.from_numpy(rows)
+        r = torch.from_numpy(rows).to(Z.device)
         x, y = Z[ci[r]], T[r]
         if self.combined:
             return TaskBatch(x, y, x, y)
@@ -363,7 +373,7 @@ class MetaPerSER(NeuralPersonalizer):
                     ga = {k: torch.zeros_like(v) for k, v in learner.lrs.items()}
                 if torch_dist:
                     keys_p, keys_a = sorted(gp), sorted(ga)
-                    lt = torch.tensor([float(loss)])
+                    lt = torch.tensor([float(loss)], device=learner.device)
                     distributed.all_reduce_sum([gp[k] for k in keys_p] + [ga[k] for k in keys_a] + [lt])
                     loss = float(lt)
                 if not math.isfinite(loss):
@@ -393,8 +403,8 @@ class MetaPerSER(NeuralPersonalizer):
     def _set_meta(self, t: dict[str, torch.Tensor]) -> None:
         names = [k for k, _ in self.head_.named_parameters()]
         try:
-            self.theta_ = {k: torch.as_tensor(t[f"theta.{k}"]).clone() for k in names}
-            self.inner_lrs_ = {k: torch.as_tensor(t[f"lr.{k}"]).clone() for k in names}
+            self.theta_ = {k: torch.as_tensor(t[f"theta.{k}"]).detach().cpu().clone() for k in names}
+            self.inner_lrs_ = {k: torch.as_tensor(t[f"lr.{k}"]).detach().cpu().clone() for k in names}
         except KeyError as e:
             raise ConfigError(f"meta-learned weights lack tensor {e.args[0]!r}") from None
         for k, p in self.head_.named_parameters():
@@ -502,5 +512,5 @@ def _rows_by_annotator(ids: np.ndarray) -> dict[str, np.ndarray]:
 def _fixed_task(rows: np.ndarray, k: int, Z, T, ci, seed) -> tuple:
     """A validation task: ``k`` support ratings and the rest as query, in a seeded order."""
     rows = np.random.default_rng(seed).permutation(rows)
-    s, q = torch.from_numpy(rows[:k]), torch.from_numpy(rows[k:])
+    s, q = torch.from_numpy(rows[:k]).to(Z.device), torch.from_numpy(rows[k:]).to(Z.device)
     return Z[ci[s]], T[s], Z[ci[q]], T[q]
