@@ -12,7 +12,13 @@ predicts with the best one:
 
 Options: ``per_dimension=True`` picks the best head for each dimension on its own (the
 "one-to-two" mapping); ``top_k > 1`` averages the ``top_k`` best heads with weights
-``softmax(score / temperature)``. Ties are broken by the lower absolute error
+``softmax(score / temperature)``. ``combine="posterior"`` predicts with the posterior
+over heads instead of the best one(s): every head weighted by its posterior probability
+given the K labels (:mod:`perser.methods.head_posterior`: a lapse or Gaussian
+likelihood whose noise is fitted on the seen listeners at training time -- the posterior
+active enrollment selects with), the heads holding all but ``1e-4`` of the mass kept
+(at most :data:`MAX_POSTERIOR_HEADS`). It reduces to the best head when the posterior
+is one-hot; ``score``, ``top_k`` and ``temperature`` are then not used. Ties are broken by the lower absolute error
 (dimensional) or by the head order. The profile records the chosen head(s) — seen
 annotator ids — their scores, and the ten best heads.
 
@@ -40,6 +46,9 @@ from perser.methods.nets import to_unit
 from perser.methods.tavernor import tavernor_ccc
 
 SCORES = ("auto", "ccc", "ccc_tavernor", "mae", "loglik", "f1")
+COMBINES = ("top1", "posterior")
+#: most heads a ``combine="posterior"`` profile keeps (the most probable ones)
+MAX_POSTERIOR_HEADS = 100
 
 
 class SimilarAnnotator(MultiAnnotatorModel):
@@ -58,18 +67,24 @@ class SimilarAnnotator(MultiAnnotatorModel):
         Average the ``top_k`` best heads (1: copy the best head).
     temperature:
         Softness of the top-k weights ``softmax(score / temperature)``.
+    combine:
+        ``"top1"`` (the best ``top_k`` head(s) by ``score``, the authors' enrollment) or
+        ``"posterior"`` (all heads weighted by their posterior probability; see the
+        module docstring).
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.multi.MultiAnnotatorModel`.
     """
 
     name = "similar"
 
-    def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1, **kwargs):
+    def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1,
+                 combine: str = "top1", **kwargs):
         super().__init__(**kwargs)
         self.score = score
         self.per_dimension = per_dimension
         self.top_k = top_k
         self.temperature = temperature
+        self.combine = combine
 
     def _check_options(self, kind: str) -> None:
         check_score(self.name, self.score, kind)
@@ -79,6 +94,11 @@ class SimilarAnnotator(MultiAnnotatorModel):
             raise ConfigError(f"method {self.name!r}: top_k must be at least 1, got {self.top_k}")
         if not float(self.temperature) > 0:
             raise ConfigError(f"method {self.name!r}: temperature must be positive, got {self.temperature}")
+        if self.combine not in COMBINES:
+            raise ConfigError(f"method {self.name!r}: unknown combine {self.combine!r}; use one of {COMBINES}")
+        if self.combine == "posterior" and self.per_dimension:
+            raise ConfigError(f"method {self.name!r}: combine='posterior' weighs whole heads; it cannot be "
+                              "combined with per_dimension=True")
 
     def _check_fit_options(self, train: RatingSet) -> None:
         super()._check_fit_options(train)
@@ -93,6 +113,8 @@ class SimilarAnnotator(MultiAnnotatorModel):
 
     def enroll(self, X: np.ndarray, y: np.ndarray, annotator: str | None = None) -> Profile:
         """Choose the best-matching seen head(s) for a new listener."""
+        if getattr(self, "combine", "top1") == "posterior":
+            return self._enroll_posterior(X, y, annotator)
         crit, s, tie = self.score_heads(X, y)
         names = self.head_annotators_
         data: dict = {"criterion": crit, "k": int(len(X))}
@@ -113,6 +135,25 @@ class SimilarAnnotator(MultiAnnotatorModel):
         data["weights"] = [float(v) for v in w]
         data["scores"] = [float(s[h]) for h in top]
         data["ranking"] = [[names[h], float(s[h])] for h in order[:10]]
+        return Profile(method=self.name, annotator=annotator, data=data)
+
+    def _enroll_posterior(self, X: np.ndarray, y: np.ndarray, annotator: str | None) -> Profile:
+        """``combine="posterior"``: the heads weighted by their posterior probability."""
+        from perser.methods.head_posterior import head_posterior, model_noise
+
+        self._check_fitted()
+        self._check_options(self.space_.kind)
+        X, y = self._check_support(X, y)
+        w = head_posterior(self, X, y, model_noise(self))
+        order = np.argsort(-w, kind="stable")  # ties: the head order
+        mass = np.cumsum(w[order])
+        n = min(int(np.searchsorted(mass, 1 - 1e-4)) + 1, MAX_POSTERIOR_HEADS, len(order))
+        top = order[:n]
+        names = self.head_annotators_
+        kept = w[top] / w[top].sum()
+        data = {"criterion": "posterior", "k": int(len(X)), "heads": [names[h] for h in top],
+                "weights": [float(v) for v in kept], "scores": [float(v) for v in w[top]],
+                "ranking": [[names[h], float(w[h])] for h in order[:10]]}
         return Profile(method=self.name, annotator=annotator, data=data)
 
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
