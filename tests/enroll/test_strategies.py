@@ -240,7 +240,7 @@ def test_bad_input_is_named(fake):
         space_ = CAT
 
     with pytest.raises(ConfigError, match="no trunk embedding"):
-        ActiveStrategy().fit(NoHeads())
+        ActiveStrategy(criterion="model-change").fit(NoHeads())
     with pytest.raises(ConfigError, match="needs a method with seen-listener heads"):
         ActiveStrategy(criterion="head").fit(NoHeads())
 
@@ -337,5 +337,10 @@ def test_uncertainty_asks_what_the_personal_model_is_least_sure_of():
     assert sess.select(3).indices.tolist() == [2, 1, 3]  # batch: most uncertain first
     # the answers enroll the model, and what it became sure of is not asked again
     assert sess.order(np.zeros(4, dtype=np.int64), 4).indices.tolist() == [2, 1, 3, 0]
+    # the default for a method without heads in a class space, without the density weight
+    auto = ActiveStrategy().fit(m)
+    assert (auto.criterion_, auto.density_) == ("uncertainty", 0.0)
+    assert auto.select(K(4), 1).indices.tolist() == [2]
+    assert ActiveStrategy(density=2).fit(m).density_ == 2.0
     with pytest.raises(ConfigError, match="'uncertainty' needs a class space"):
         ActiveStrategy(criterion="uncertainty").fit(_ProbaModel(DIM, t[:, :2]))

@@ -78,6 +78,9 @@ from perser.methods.head_posterior import (  # noqa: F401 - re-exported
 )
 
 CRITERIA = ("auto", "head", "target", "model-change", "uncertainty")
+#: the density exponent of each criterion when ``density`` is not given, chosen on the demo
+#: corpus's seen listeners (benchmarks/enrollment/RESULTS.md)
+DENSITY = {"head": 2.0, "target": 2.0, "model-change": 2.0, "uncertainty": 0.0}
 
 
 def has_heads(model) -> bool:
@@ -91,7 +94,8 @@ class ActiveStrategy(Strategy):
     Parameters
     ----------
     criterion:
-        ``"auto"`` (``"target"`` for methods with heads, ``"model-change"`` otherwise),
+        ``"auto"`` (``"target"`` for methods with heads; for methods without,
+        ``"uncertainty"`` in class spaces and ``"model-change"`` in dimensional ones),
         ``"head"``, ``"target"``, ``"model-change"`` or ``"uncertainty"``.
     noise:
         Lapse rate (class spaces) or unit-scale noise standard deviation (dimensional;
@@ -100,9 +104,11 @@ class ActiveStrategy(Strategy):
         folder), else fitted on the seen listeners' ratings given to :meth:`fit`, else
         the defaults (0.1; 0.25) with a counted warning.
     density:
-        Exponent of the representativeness weight (0: off). The default, 2, was chosen
-        on the demo corpus's seen listeners (held out as pseudo-new ones; never on its
-        new listeners) among 0, 1 and 2: see ``benchmarks/enrollment/RESULTS.md``.
+        Exponent of the representativeness weight (0: off). ``None``: the criterion's
+        value in :data:`DENSITY` (2 for the head criteria and model change, 0 for
+        uncertainty), chosen on the demo corpus's seen listeners (held out as
+        pseudo-new ones; never on its new listeners): see
+        ``benchmarks/enrollment/RESULTS.md``.
     n_target:
         Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
     max_heads:
@@ -114,7 +120,7 @@ class ActiveStrategy(Strategy):
 
     name = "active"
 
-    def __init__(self, criterion: str = "auto", noise=None, density: float = 2.0, n_target: int = 32,
+    def __init__(self, criterion: str = "auto", noise=None, density: float | None = None, n_target: int = 32,
                  max_heads: int = 128, seed: int = 0):
         super().__init__(seed)
         self.criterion = criterion
@@ -126,7 +132,7 @@ class ActiveStrategy(Strategy):
     def check_params(self) -> None:
         if self.criterion not in CRITERIA:
             raise ConfigError(f"strategy 'active': unknown criterion {self.criterion!r}; use one of {CRITERIA}")
-        if not float(self.density) >= 0:
+        if self.density is not None and not float(self.density) >= 0:
             raise ConfigError(f"strategy 'active': density must be >= 0, got {self.density}")
         if int(self.n_target) < 1:
             raise ConfigError(f"strategy 'active': n_target must be at least 1, got {self.n_target}")
@@ -141,7 +147,7 @@ class ActiveStrategy(Strategy):
         self.space_ = model.space_
         crit = self.criterion
         if crit == "auto":
-            crit = "target" if has_heads(model) else "model-change"
+            crit = "target" if has_heads(model) else ("uncertainty" if model.space_.is_class else "model-change")
         if crit in ("head", "target") and not has_heads(model):
             raise ConfigError(f"strategy 'active': criterion {crit!r} needs a method with seen-listener heads "
                               f"(similar, finetune, ...); method {getattr(model, 'name', '?')!r} has none: "
@@ -152,6 +158,7 @@ class ActiveStrategy(Strategy):
             raise ConfigError("strategy 'active': criterion 'uncertainty' needs a class space (a dimensional "
                               "prediction carries no uncertainty); use 'model-change'")
         self.criterion_ = crit
+        self.density_ = float(DENSITY[crit] if self.density is None else self.density)
         if crit in ("head", "target"):
             self.noise_ = self._noise(train)
         return self
@@ -233,7 +240,7 @@ class HeadSession(Session):
         self.P = self._heads_last(out)
         if self.kind != "dimensional" and self.criterion == "head":  # only BALD uses them
             self.ent_h = -(self.P * np.log(self.P)).sum(axis=(1, 2))  # [N, H]
-        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
         rng = np.random.default_rng([int(strategy.seed), 3])
         nt = min(int(strategy.n_target), self.n)
         self.targets = np.sort(rng.choice(self.n, nt, replace=False)) if nt < self.n else np.arange(self.n)
@@ -364,7 +371,7 @@ class _ModelChangeSession(Session):
         self.model = strategy.model_
         self.Z = self._z(self.X)
         self.lam = float((self.Z**2).sum(1).mean()) / self.Z.shape[1]
-        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
 
     def _z(self, X: np.ndarray) -> np.ndarray:
         z = self.model.embed(np.asarray(X, dtype=np.float32)).numpy().astype(np.float64)
@@ -419,7 +426,7 @@ class _UncertaintySession(_ModelChangeSession):
     def __init__(self, strategy: ActiveStrategy, X_pool: np.ndarray) -> None:
         Session.__init__(self, strategy, X_pool)
         self.model = strategy.model_
-        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
 
     def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
         m = self.model
