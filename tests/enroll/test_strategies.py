@@ -344,3 +344,11 @@ def test_uncertainty_asks_what_the_personal_model_is_least_sure_of():
     assert ActiveStrategy(density=2).fit(m).density_ == 2.0
     with pytest.raises(ConfigError, match="'uncertainty' needs a class space"):
         ActiveStrategy(criterion="uncertainty").fit(_ProbaModel(DIM, t[:, :2]))
+
+
+def test_default_density_follows_the_methods_prediction(fake):
+    m = fake(CAT, agree_disagree_table())
+    assert ActiveStrategy(noise=0.1).fit(m).density_ == 2.0  # top-1 prediction: typical clips weighted up
+    m.combine = "posterior"
+    assert ActiveStrategy(noise=0.1).fit(m).density_ == 0.0  # posterior-weighted prediction: plain EPIG
+    assert ActiveStrategy(noise=0.1, density=1).fit(m).density_ == 1.0

@@ -106,9 +106,10 @@ class ActiveStrategy(Strategy):
     density:
         Exponent of the representativeness weight (0: off). ``None``: the criterion's
         value in :data:`DENSITY` (2 for the head criteria and model change, 0 for
-        uncertainty), chosen on the demo corpus's seen listeners (held out as
-        pseudo-new ones; never on its new listeners): see
-        ``benchmarks/enrollment/RESULTS.md``.
+        uncertainty), and 0 for the head criteria when the method predicts with the
+        head posterior (``similar`` with ``combine="posterior"``), as chosen on the demo
+        corpus's seen listeners (held out as pseudo-new ones; never on its new
+        listeners): see ``benchmarks/enrollment/RESULTS.md``.
     n_target:
         Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
     max_heads:
@@ -158,7 +159,12 @@ class ActiveStrategy(Strategy):
             raise ConfigError("strategy 'active': criterion 'uncertainty' needs a class space (a dimensional "
                               "prediction carries no uncertainty); use 'model-change'")
         self.criterion_ = crit
-        self.density_ = float(DENSITY[crit] if self.density is None else self.density)
+        if self.density is not None:
+            self.density_ = float(self.density)
+        elif crit in ("head", "target") and getattr(model, "combine", None) == "posterior":
+            self.density_ = 0.0  # posterior-weighted prediction needs no typicality weight (seen-listener tuning)
+        else:
+            self.density_ = DENSITY[crit]
         if crit in ("head", "target"):
             self.noise_ = self._noise(train)
         return self
