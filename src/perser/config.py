@@ -70,7 +70,8 @@ class ExperimentConfig(BaseModel):
     mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
     features: str | list[str] = Field(
-        "egemaps", description="feature spec for perser.features.extract, or a list of specs whose vectors are "
+        "egemaps", description="feature spec for perser.features.extract or a precomputed feature file (.npz, "
+                               ".parquet, .csv; see perser.features.Features.load), or a list of specs whose vectors are "
                                "concatenated per clip (e.g. [ssl:DIR, text:DIR]; with a list, feature_settings may be "
                                "keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
@@ -82,6 +83,11 @@ class ExperimentConfig(BaseModel):
     # ---- methods
     methods: list[str] | None = Field(None, description="registry names; default: every registered method")
     method_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="hyper-parameters per method")
+    device: str | None = Field(None, description="where the neural methods train: auto, cpu, cuda, cuda:N (each "
+                               "method that has a device hyper-parameter; method_params override it)")
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(
+        None, description="training arithmetic of the neural methods: auto (bfloat16 autocast on a GPU that has it), "
+                          "fp32 or bf16 (as device)")
     baseline: str = Field("consensus", description="method every other is compared with")
     # ---- protocol
     scenarios: list[Literal["unseen", "seen"]] = Field(default_factory=lambda: ["unseen", "seen"])

@@ -159,6 +159,29 @@ def test_predictions_frame_columns_per_space():
     assert predictions_frame([b], ml)["label"].tolist() == ["a;b"]
 
 
+def test_predictions_frame_of_many_blocks_keeps_every_row_in_order():
+    """The frame joined over many blocks (one empty) equals the blocks' rows one after another."""
+    rng = np.random.default_rng(0)
+    cat = LabelSpace("emo", "categorical", classes=("a", "b", "c"))
+    blocks = []
+    for i in range(40):
+        n = 0 if i == 7 else int(rng.integers(1, 6))
+        p = rng.dirichlet(np.ones(3), size=n)
+        blocks.append(Block(f"m{i % 3}", ("seen", "unseen")[i % 2], 5 + i % 2, i % 2, str(i % 4), f"L{i}",
+                            np.array([f"c{i}-{j}" for j in range(n)], dtype=object), rng.integers(0, 3, size=n), proba=p))
+    df = predictions_frame(blocks, cat)
+    assert len(df) == sum(len(b.clip_ids) for b in blocks)
+    row = 0
+    for b in blocks:
+        for j in range(len(b.clip_ids)):
+            r = df.iloc[row]
+            assert (r["method"], r["scenario"], r["k"], r["seed"], r["fold"], r["listener"], r["clip_id"]) == (
+                b.method, b.scenario, b.k, b.seed, b.fold, b.annotator, b.clip_ids[j])
+            assert r["label"] == "abc"[b.y[j]] and [r["p_a"], r["p_b"], r["p_c"]] == list(b.proba[j])
+            row += 1
+    assert df["k"].dtype == np.int64 and df["seed"].dtype == np.int64
+
+
 def test_train_splits_keep_the_named_official_splits_only():
     from perser.errors import ConfigError
     from perser.evaluate.data import _keep_splits

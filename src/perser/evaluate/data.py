@@ -145,10 +145,11 @@ def feature_settings_for(spec: str, cfg: ExperimentConfig) -> dict:
 
 
 def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
-    from perser.features import extract
+    from perser.features import Features, extract
 
     specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
-    sets = [extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
+    sets = [Features.load(s) if Features.is_file_spec(s) else  # precomputed features
+            extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
                     **feature_settings_for(s, cfg)) for s in specs]
     if len(sets) == 1:
         feats = sets[0]

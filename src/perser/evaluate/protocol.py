@@ -82,8 +82,17 @@ class EvalData:
         self.y_all = self.space.encode(self.ratings)
 
     def rows(self, clip_ids) -> np.ndarray:
-        """Feature rows of ``clip_ids``."""
-        return self._pos.loc[list(clip_ids)].to_numpy()
+        """Feature rows of ``clip_ids`` (a :class:`KeyError` names a clip without features).
+
+        A dict lookup: called once per listener and enrollment, where a pandas ``.loc``
+        with a list costs milliseconds."""
+        pos = self.__dict__.get("_pos_dict")
+        if pos is None:
+            pos = self._pos_dict = dict(zip(self.clip_ids.tolist(), range(len(self.clip_ids))))
+        try:
+            return np.fromiter((pos[c] for c in clip_ids), dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"clip {e.args[0]!r} has no features") from None
 
 
 @dataclass
@@ -293,6 +302,7 @@ def check_plan(data: EvalData, plan: list[Split]) -> None:
       enrolled on a clip of a test speaker.
     """
     spk = data.clips["speaker"].astype(str)
+    speaker_of = dict(zip(spk.index.tolist(), spk.tolist()))  # one dict, not a pandas lookup per listener
     for s in plan:
         where = f"seed {s.seed} fold {s.fold}"
         test_spk = set(spk.loc[s.test_clips])
@@ -310,5 +320,5 @@ def check_plan(data: EvalData, plan: list[Split]) -> None:
                                       f"{sorted(enr & set(a.test))[:3]} in their test set")
                 if not set(a.test) <= tset:
                     raise PerserError(f"{where} {scen}: listener {a.annotator!r} is tested outside the test fold")
-                if (scen == "seen" or s.enroll_from == "train") and set(spk.loc[sorted(enr)]) & test_spk:
+                if (scen == "seen" or s.enroll_from == "train") and {speaker_of[c] for c in enr} & test_spk:
                     raise PerserError(f"{where} {scen}: listener {a.annotator!r} is enrolled on a test speaker's clip")

@@ -41,7 +41,9 @@ class Block:
 @dataclass
 class RunOutput:
     blocks: list[Block]
-    timings: dict[str, dict[str, float]]          # method -> {fit_s, enroll_s, predict_s, n_fit, n_enroll}
+    #: method -> {fit_s, enroll_s, predict_s (wall), fit_cpu_s, enroll_cpu_s, predict_cpu_s (CPU of the process),
+    #: n_fit, n_shared_fit, n_enroll}
+    timings: dict[str, dict[str, float]]
     skipped_methods: dict[str, str]
 
 
@@ -72,11 +74,12 @@ def _train_set(data: EvalData, split: Split) -> RatingSet:
         raise PerserError(f"seed {split.seed} fold {split.fold}: no training ratings")
     sub = r.loc[mask]
     train_ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
-    local = {c: i for i, c in enumerate(train_ids)}
+    import pandas as pd
+
     return RatingSet(
         X=data.X[data.rows(train_ids)],
         clip_ids=train_ids,
-        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        clip_index=pd.Index(train_ids).get_indexer(sub["clip_id"].to_numpy(dtype=object)).astype(np.int64),
         annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
         y=data.y_all[mask],
         space=data.space,
@@ -207,8 +210,8 @@ class _Run:
                  share_fits: bool, strategies, bar: _Bar) -> None:
         self.data, self.methods, self.threshold, self.share_fits, self.bar = data, methods, threshold, share_fits, bar
         self.strategies = strategies
-        self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0,
-                            "n_enroll": 0} for m in names}
+        self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "fit_cpu_s": 0.0, "enroll_cpu_s": 0.0,
+                            "predict_cpu_s": 0.0, "n_fit": 0, "n_shared_fit": 0, "n_enroll": 0} for m in names}
         self.blocks: list[Block] = []
         self.fit_warnings = _FitWarnings()
         #: (method, fit key) -> fitted method, for the current fit key only
@@ -229,7 +232,7 @@ class _Run:
         m = _instantiate(name, self.methods[name], s.seed, fold=s.fold)
         sig = _fit_signature(m) if self.share_fits else None
         self.shared = {k: v for k, v in self.shared.items() if k[0] == s.fit_key}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PerserWarning)
             if sig is not None and (s.fit_key, sig) in self.shared:
@@ -242,6 +245,7 @@ class _Run:
                     self.shared[(s.fit_key, sig)] = m
         self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}")
         self.timings[name]["fit_s"] += time.perf_counter() - t0
+        self.timings[name]["fit_cpu_s"] += time.process_time() - c0
         self.fitted = {k: v for k, v in self.fitted.items() if k[1] == s.fit_key}
         self.fitted[(name, s.fit_key)] = m
         self.bar.advance()
@@ -262,10 +266,10 @@ class _Run:
                 for bname, enr in self.strategies.enrollments(
                         name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
                     k = len(enr)
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     prof = own if own is not None else m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
                                                                  a.annotator)
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                     if m.personalized:
                         pred = m.predict(prof, Xt)
                         proba, values, thr = pred.proba, pred.values, pred.threshold
@@ -275,10 +279,12 @@ class _Run:
                             shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
                                            m.predict(prof, data.X[data.rows(all_ids)]))
                         proba, values, thr = _rows_of(shared_pred, a.test)
-                    t2 = time.perf_counter()
+                    t2, c2 = time.perf_counter(), time.process_time()
                     t = self.timings[name]
                     t["enroll_s"] += t1 - t0
                     t["predict_s"] += t2 - t1
+                    t["enroll_cpu_s"] += c1 - c0
+                    t["predict_cpu_s"] += c2 - c1
                     t["n_enroll"] += 1
                     _check_pred(name, data, proba, values, len(a.test))
                     self.blocks.append(Block(

@@ -303,12 +303,40 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         """
         head = self.net_.head
         H = len(self.head_annotators_)
-        key = (head.weight.data_ptr(), head.weight._version, head.bias._version)
+        key = (head.weight.data_ptr(), head.weight._version, head.bias._version, H)
         if getattr(self, "_flat_key", None) != key:
             w = head.weight.detach()[:H]  # [H, in, out]
             self._flat = (w.permute(1, 2, 0).reshape(head.in_dim, head.n_out * H).contiguous(), head.bias.detach()[:H])
             self._flat_key = key
         return self._flat
+
+    def _contrast_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Categorical heads relative to their first class: ``[in_dim, (n_out - 1) * H]``
+        class-major weights ``W[:, c, h] - W[:, 0, h]`` for ``c >= 1`` and biases
+        ``[(n_out - 1) * H]`` likewise.
+
+        A softmax does not change when one logit is subtracted from all of them, so these
+        give every head's log-probabilities with one class fewer in the matrix product
+        (:func:`perser.methods.similar.categorical_loglik`). Cached like :meth:`_flat_heads`.
+        """
+        head = self.net_.head
+        H = len(self.head_annotators_)
+        key = (head.weight.data_ptr(), head.weight._version, head.bias._version, H)
+        if getattr(self, "_contrast_key", None) != key:
+            w = head.weight.detach()[:H]  # [H, in, out]
+            b = head.bias.detach()[:H]  # [H, out]
+            dw = (w[:, :, 1:] - w[:, :, :1]).permute(1, 2, 0).reshape(head.in_dim, (head.n_out - 1) * H).contiguous()
+            db = (b[:, 1:] - b[:, :1]).t().reshape(-1).contiguous()
+            self._contrast = (dw, db)
+            self._contrast_mean = (dw.view(head.in_dim, head.n_out - 1, H).mean(dim=2), db.view(head.n_out - 1, H).mean(dim=1))
+            self._contrast_key = key
+        return self._contrast
+
+    def _contrast_mean_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean of :meth:`_contrast_heads` over heads: ``[in_dim, n_out - 1]`` and
+        ``[n_out - 1]`` (cached with them)."""
+        self._contrast_heads()
+        return self._contrast_mean
 
     def head_outputs(self, X: np.ndarray, activated: bool = True) -> torch.Tensor:
         """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left
