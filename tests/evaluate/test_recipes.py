@@ -1,5 +1,6 @@
 """Each packaged recipe end to end on tiny format-faithful fixtures of its corpora."""
 
+import json
 import warnings
 
 import pandas as pd
@@ -104,14 +105,33 @@ def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
     pod, imp = tmp_path / "podcast", tmp_path / "improv"
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
     write_msp_improv(imp, n_sessions=3, n_clips_per_session=12, n_annotators=4, ratings_per_clip=3, seed=2)
+    # the authors' fixed folds, in the exact format of their stored fold files
+    # (LegacyASRUSplits/improv_folds.json: file names with .wav; a validation speaker per fold)
+    from perser.testing.corpora import load_quietly
+
+    iclips = load_quietly(imp).clips
+    speakers = sorted(iclips["speaker"].astype(str).unique())
+    doc = {}
+    for i in range(3):
+        test, val = set(speakers[i::3]), {speakers[(i + 1) % 3]}
+        names = lambda keep: [f"{c}.wav" for c in iclips.index[iclips["speaker"].astype(str).isin(keep)]]  # noqa: E731
+        doc[f"fold_{i}"] = {"train_fnames": names(set(speakers) - test - val), "val_fnames": names(val),
+                            "test_fnames": names(test)}
+    folds_file = tmp_path / "improv_folds.json"
+    folds_file.write_text(json.dumps(doc, indent=4))
     run = _run("tavernor-msp-improv", tmp_path, corpus=str(pod), eval_corpus=str(imp), k=[2, 4], n_folds=3,
-               min_test=2, min_train_ratings=1)
+               min_test=2, min_train_ratings=1, folds_file=str(folds_file))
     assert {"ccc/arousal", "ccc_con/valence"} <= set(run.results["metric"])
+    assert {s.fold for s in run.plan} == {"fold_0", "fold_1", "fold_2"}
+    pclips = load_quietly(pod).clips
+    dev = set(pclips.index[pclips["split"] == "dev"])
+    for s in run.plan:   # early stopping on MSP-Podcast's Development partition (valid_splits)
+        assert s.valid_clips and {c.split("/", 1)[1] for c in s.valid_clips} <= dev
+        val = {c for c in run.data.clips.index if c.split("/", 1)[-1] + ".wav" in doc[s.fold]["val_fnames"]}
+        assert val and all(not (set(a.pool) | set(a.test)) & val for a in s.assignments["unseen"])
     assert run.summary["n"].min() >= 1
     _check_paper_outputs(run)
     # rater lines without dominance keep their arousal and valence (the recipe asks the loader for it)
-    from perser.testing.corpora import load_quietly
-
     with_dom = load_quietly(imp).ratings_in("avd")
     ev = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "eval"]
     assert len(ev) > len(with_dom)

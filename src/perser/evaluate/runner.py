@@ -83,6 +83,29 @@ def _train_set(data: EvalData, split: Split) -> RatingSet:
     )
 
 
+def _valid_set(data: EvalData, split: Split) -> RatingSet | None:
+    """The seen listeners' ratings of the split's validation clips (``None``: the split has
+    none, the methods hold out their own)."""
+    if not split.valid_clips:
+        return None
+    r = data.ratings
+    mask = (r["clip_id"].isin(set(split.valid_clips)) & r["annotator_id"].isin(set(split.seen))).to_numpy()
+    if not mask.any():
+        raise PerserError(f"seed {split.seed} fold {split.fold}: no seen listener rated a validation clip "
+                          f"({len(split.valid_clips)} validation clips)")
+    sub = r.loc[mask]
+    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(ids)}
+    return RatingSet(
+        X=data.X[data.rows(ids)],
+        clip_ids=ids,
+        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
 def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> dict[str, str]:
     """Methods that cannot handle ``space_kind``: an error when the user named them, else skipped."""
     skipped = {}
@@ -145,11 +168,12 @@ def run_plan(
                _Bar(progress, _n_steps(plan, names, strategies)))
     with run.bar:
         for split in plan:
-            train = None
+            train = valid = None
             for name in names:
                 if (name, split.fit_key) not in run.fitted:
-                    train = train if train is not None else _train_set(data, split)
-                    run.fit(name, split, train)
+                    if train is None:
+                        train, valid = _train_set(data, split), _valid_set(data, split)
+                    run.fit(name, split, train, valid)
                 run.bar.describe(f"enroll {name} (seed {split.seed}, fold {split.fold})")
                 with _torch_threads(enroll_threads):
                     run.predict_split(name, split)
@@ -221,9 +245,9 @@ class _Run:
             self.rows.setdefault(a, {})[c] = i
 
     # ------------------------------------------------------------------ fit
-    def fit(self, name: str, s: Split, train: RatingSet) -> None:
+    def fit(self, name: str, s: Split, train: RatingSet, valid: RatingSet | None = None) -> None:
         """Fit method ``name`` on split ``s`` (or adopt an equal fit of this split), timing it
-        and collecting its warnings."""
+        and collecting its warnings; ``valid``: the split's validation ratings (early stopping)."""
         self.bar.describe(f"fit {name} (seed {s.seed}, fold {s.fold})")
         _seed_everything(s.seed)
         m = _instantiate(name, self.methods[name], s.seed, fold=s.fold)
@@ -236,7 +260,7 @@ class _Run:
                 m.adopt_fit(self.shared[(s.fit_key, sig)], train)
                 self.timings[name]["n_shared_fit"] += 1
             else:
-                m.fit(train, None)
+                m.fit(train, valid)
                 self.timings[name]["n_fit"] += 1
                 if sig is not None:
                     self.shared[(s.fit_key, sig)] = m
