@@ -85,6 +85,7 @@ def _check_paper_outputs(run):
     sim = run.config.method_params["similar"]
     assert sim["architecture"] == "tavernor" and sim["score"] == "ccc_tavernor"
     assert run.config.method_params["mean-annotator"]["architecture"] == "tavernor"
+    assert run.config.method_params["consensus"]["architecture"] == "tavernor"   # the authors' consensus baseline
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])

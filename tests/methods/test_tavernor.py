@@ -128,3 +128,60 @@ def test_tavernor_architecture_refuses_class_spaces_and_unknown_names(synth, fas
     d = synth("dimensional", n_annotators=3)
     with pytest.raises(ConfigError, match="unknown architecture"):
         make_method("similar", architecture="resnet", **fast).fit(d.train)
+
+
+def test_consensus_tavernor_is_the_authors_aggregate_baseline(synth, fast, monkeypatch, tmp_path):
+    """``consensus`` with ``architecture: tavernor``: the authors' BASELINE_AGGREGATE model
+    (their network with one consensus output per dimension, AggregateHead), trained with their
+    PreTrainLoss (the dimensions' 1 - CCC summed against the clips' mean ratings) by SGD."""
+    from torch import nn
+
+    import perser.methods.consensus as cons
+    from perser.methods.consensus import ConsensusModel
+    from perser.methods.losses import ccc
+    from perser.methods.nets import HeadedNet
+    from perser.methods.tavernor import TavernorNet
+
+    calls = []
+    real = cons.fit_model
+
+    def spy(model, n, batch_loss, valid_loss, cfg):
+        calls.append({"cfg": cfg, "loss": batch_loss(model, np.arange(n)).item()})
+        return real(model, n, batch_loss, valid_loss, cfg)
+
+    monkeypatch.setattr(cons, "fit_model", spy)
+    s = synth("dimensional", n_annotators=3)
+    params = {**fast, "hidden": (16,), "epochs": 3, "patience": 10}
+    m = make_method("consensus", architecture="tavernor", **params).fit(s.train)
+    net = m.net_
+    assert isinstance(net, TavernorNet) and net.head.n_heads == 1
+    assert [type(x) for x in net.trunk.shared] == [nn.Linear, nn.ReLU] and len(net.trunk.branches) == 2
+    assert all([type(x) for x in b] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU] for b in net.trunk.branches)
+    cfg = calls[0]["cfg"]
+    assert cfg.optimizer == "sgd" and cfg.momentum == 0.9 and cfg.plateau_factor == 0.1 and cfg.plateau_patience == 5
+    # the loss of the untrained network (dropout off) on all clips: (1 - CCC) per dimension
+    # against the clips' mean ratings, summed over the dimensions (MIA PreTrainLoss), not averaged
+    calls.clear()
+    p0 = {**params, "dropout": 0.0}
+    make_method("consensus", architecture="tavernor", **p0).fit(s.train)
+    fresh = ConsensusModel(architecture="tavernor", **p0)
+    tr, _ = fresh._begin_fit(s.train, None)
+    net0 = fresh._make_net(1)
+    rows, T = fresh._consensus_targets(tr)
+    with torch.no_grad():
+        per_dim = 1 - ccc(net0(fresh._tensor(tr.X)[torch.from_numpy(rows)]), torch.from_numpy(T))
+    assert per_dim.shape == (2,)
+    assert calls[0]["loss"] == pytest.approx(float(per_dim.sum()), rel=1e-5)
+    assert calls[0]["loss"] != pytest.approx(float(per_dim.mean()), rel=1e-3)
+    default = make_method("consensus", **params).fit(s.train)
+    assert isinstance(default.net_, HeadedNet) and calls[-1]["cfg"].optimizer == "adam"
+    # saved and loaded, it predicts the same
+    X = s.X[:6]
+    m.save(tmp_path / "c")
+    np.testing.assert_allclose(ConsensusModel.load(tmp_path / "c").predict(None, X).values,
+                               m.predict(None, X).values, rtol=1e-6)
+    cat = synth("categorical", n_annotators=3)
+    with pytest.raises(ConfigError, match="tavernor.*dimensional"):
+        make_method("consensus", architecture="tavernor", **fast).fit(cat.train)
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        make_method("consensus", architecture="resnet", **fast).fit(s.train)
