@@ -109,6 +109,9 @@ class ExperimentConfig(BaseModel):
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
     common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
+    min_fold_train_ratings: int = Field(0, ge=0, description="fewest ratings an evaluated listener needs among the "
+                                        "fold's training clips of the evaluation corpus (0: no such filter); "
+                                        "Tavernor & Mower Provost keep target annotators with at least 30")
     train_splits: list[str] | None = Field(None, description="cross-corpus: train only on the training corpus's "
                                                              "clips of these official splits (clips.split, e.g. "
                                                              "[train] for MSP-Podcast; never its test sets)")

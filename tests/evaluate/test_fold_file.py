@@ -176,3 +176,23 @@ def test_valid_splits_stop_the_fits_on_the_training_corpus_development_clips(tmp
         assert va and va <= dev and not tr & dev
     with pytest.raises(ConfigError, match="valid_splits applies to a cross-corpus run"):
         load_eval_data(_cfg(tmp_path, valid_splits=["dev"]), corpora={"train": pod}, features={"eval": (X, ids)})
+
+
+def test_min_fold_train_ratings_keeps_listeners_with_enough_training_fold_ratings(tmp_path, toy):
+    """The authors keep a target annotator with at least 30 ratings of the fold's training
+    clips (their apply_filters counts on the training split only): min_fold_train_ratings."""
+    path, doc = _authors_file(tmp_path / "g.json", toy[0])
+    base = _cfg(tmp_path, folds_file=str(path), scenarios=["unseen"], seeds=[0])
+    data = _data(base, toy)
+    plan0 = make_plan(data, plan_settings(base))
+    r = data.ratings
+    counts = {s.fold: {a.annotator: int(r[(r.annotator_id == a.annotator) & r.clip_id.isin(set(s.train_clips))].shape[0])
+                       for a in s.assignments["unseen"]} for s in plan0}
+    cut = int(np.median([n for c in counts.values() for n in c.values()]))
+    cfg = _cfg(tmp_path, folds_file=str(path), scenarios=["unseen"], seeds=[0], min_fold_train_ratings=cut)
+    plan = make_plan(data, plan_settings(cfg))
+    for s in plan:
+        kept = {a.annotator for a in s.assignments["unseen"]}
+        assert kept == {a for a, n in counts[s.fold].items() if n >= cut}
+        n_out = sum(v for k, v in s.excluded["unseen"].items() if "min_fold_train_ratings" in k)
+        assert n_out == len(counts[s.fold]) - len(kept) > 0

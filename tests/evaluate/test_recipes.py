@@ -31,7 +31,7 @@ def _run(recipe, tmp_path, **over):
     cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
     over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
             "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods, cfg0.method_params),
-            "workers": 1, **over}
+            "workers": 1, "min_fold_train_ratings": min(2, cfg0.min_fold_train_ratings), **over}
     cfg = load_config(recipe_path(recipe), over)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixtures inject counted quirks on purpose

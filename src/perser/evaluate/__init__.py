@@ -56,6 +56,7 @@ def plan_settings(cfg: ExperimentConfig) -> PlanSettings:
         enroll_from=cfg.enroll_from, min_test=cfg.min_test, common_listeners=cfg.common_listeners,
         min_train_ratings=cfg.min_train_ratings, max_listeners=cfg.max_listeners,
         folds_file=None if cfg.folds_file is None else str(cfg.folds_file),
+        min_fold_train_ratings=cfg.min_fold_train_ratings,
     )
 
 

@@ -178,11 +178,13 @@ class PlanSettings:
     min_train_ratings: int = 1
     max_listeners: int | None = None
     folds_file: str | None = None
+    min_fold_train_ratings: int = 0
 
 
 def _assign(
     ratings_by_ann: dict[str, pd.Series], annotators: list[str], pool_clips: set, test_clips: set,
     ks: list[int], settings: PlanSettings, seed: int, fold: int, scenario: str, same_pool: bool,
+    fold_train: set | None = None,
 ) -> tuple[list[Assignment], dict[str, int]]:
     out: list[Assignment] = []
     excluded: dict[str, int] = {}
@@ -210,6 +212,11 @@ def _assign(
             continue
         if len(test) < max(1, settings.min_test):
             drop("fewer test ratings than min_test")
+            continue
+        if settings.min_fold_train_ratings and fold_train is not None and \
+                sum(c in fold_train for c in rated_clips) < settings.min_fold_train_ratings:
+            drop(f"fewer than {settings.min_fold_train_ratings} ratings of the fold's training clips "
+                 "(min_fold_train_ratings)")
             continue
         ok = [k for k in ks if len(enroll_order) >= k]
         if settings.common_listeners and len(ok) < len(ks):
@@ -301,7 +308,7 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
                 else:
                     pool, same = enroll_pool, False
                 assignments[scen], excluded[scen] = _assign(by_ann, anns, pool, tset, ks, settings,
-                                                            seed, fold, scen, same)
+                                                            seed, fold, scen, same, fold_train=enroll_pool)
                 if scen == "unseen" and n_capped:
                     excluded[scen][cap_reason(settings.max_listeners)] = n_capped
             key = (seed, tuple(train_clips), tuple(seen)) if not data.cross_corpus else (seed, "cross", tuple(seen))
