@@ -80,7 +80,7 @@ class ExperimentConfig(BaseModel):
                     "chunk_seconds, pad_unmasked; both: max_duration); use those `perser extract` used")
     workers: int = Field(1, ge=1, description="feature extraction processes")
     # ---- methods
-    methods: list[str] | None = Field(None, description="registry names; default: every registered method")
+    methods: list[str] | None = Field(None, description="registry names; default: every registered method but the opt-in similar-finetuned")
     method_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="hyper-parameters per method")
     baseline: str = Field("consensus", description="method every other is compared with")
     # ---- protocol

@@ -3,6 +3,7 @@
 import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,7 +58,7 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
     run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
     r = run.results
-    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned"}
     assert set(r["scenario"]) == {"unseen"} and set(r["k"]) == {2, 4}
     assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal", "ccc_con/valence"} <= set(r["metric"])
     assert "ccc/dominance" not in set(r["metric"])
@@ -86,10 +87,18 @@ def _check_paper_outputs(run):
     assert sim["architecture"] == "tavernor" and sim["score"] == "ccc_tavernor"
     assert run.config.method_params["mean-annotator"]["architecture"] == "tavernor"
     assert run.config.method_params["consensus"]["architecture"] == "tavernor"   # the authors' consensus baseline
+    # similar-finetuned: the same copy as similar, then the authors' fine-tuning on the fold's training clips
+    zero = {(b.seed, b.fold, b.k, b.annotator): b for b in run.blocks if b.method == "similar"}
+    tuned = [b for b in run.blocks if b.method == "similar-finetuned"]
+    assert tuned and len(tuned) == len(zero)
+    for b in tuned:
+        z = zero[(b.seed, b.fold, b.k, b.annotator)]
+        assert b.profile["finetuned"] and b.profile["copied_from"] == z.profile["heads"]
+    assert any(not np.allclose(b.values, zero[(b.seed, b.fold, b.k, b.annotator)].values) for b in tuned)
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])
-    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned"}
     runs = pd.read_csv(run.folder / "paper_runs.csv", dtype={"fold": str})
     pred = pd.read_csv(run.folder / "predictions.csv", dtype={"fold": str, "clip_id": str, "listener": str})
     assert len(pred) == sum(len(b.clip_ids) for b in run.blocks)
@@ -128,6 +137,7 @@ def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
     dev = set(pclips.index[pclips["split"] == "dev"])
     for s in run.plan:   # early stopping on MSP-Podcast's Development partition (valid_splits)
         assert s.valid_clips and {c.split("/", 1)[1] for c in s.valid_clips} <= dev
+        assert {c.split("/", 1)[1] + ".wav" for c in s.eval_valid_clips} == set(doc[s.fold]["val_fnames"])
         val = {c for c in run.data.clips.index if c.split("/", 1)[-1] + ".wav" in doc[s.fold]["val_fnames"]}
         assert val and all(not (set(a.pool) | set(a.test)) & val for a in s.assignments["unseen"])
     assert run.summary["n"].min() >= 1

@@ -185,3 +185,51 @@ def test_consensus_tavernor_is_the_authors_aggregate_baseline(synth, fast, monke
         make_method("consensus", architecture="tavernor", **fast).fit(cat.train)
     with pytest.raises(ConfigError, match="unknown architecture"):
         make_method("consensus", architecture="resnet", **fast).fit(s.train)
+
+
+def test_finetune_after_copy_trains_each_listener_from_their_copied_head(synth, fast, monkeypatch):
+    """The authors' fine-tuning after the copy (MIA _run_seed_fold, Step 5): each listener's
+    head starts as the head enrollment chose, then the whole network is trained by SGD on all
+    the listeners' target ratings; the fitted model itself is left as it was."""
+    import perser.methods.tavernor as tav
+    from perser.methods.base import RatingSet
+
+    s = synth("dimensional", n_annotators=3)
+    params = {**fast, "hidden": (16,), "epochs": 3, "patience": 10, "batch_size": 8}
+    m = make_method("similar-finetuned", score="ccc_tavernor", **params).fit(s.train)
+    assert m.adapts() and m.architecture == "tavernor"
+    assert not make_method("similar", architecture="tavernor", **params).adapts()
+    listeners = {"L1": s.listener(-s.W["a0"], n=40, seed=3), "L2": s.listener(s.W["a2"] * 0.5, n=40, seed=4)}
+    profiles = {a: m.enroll(X[:5], y[:5], annotator=a) for a, (X, y) in listeners.items()}
+    target = RatingSet(
+        X=np.concatenate([X for X, _ in listeners.values()]),
+        clip_ids=np.array([f"t{i}" for i in range(80)], dtype=object),
+        clip_index=np.arange(80), annotator_ids=np.array(["L1"] * 40 + ["L2"] * 40, dtype=object),
+        y=np.concatenate([y for _, y in listeners.values()]), space=s.space)
+    calls = []
+    real = tav.fit_model
+
+    def spy(net, n, batch_loss, valid_loss, cfg):
+        calls.append({"cfg": cfg, "W": net.head.weight.detach().clone(), "b": net.head.bias.detach().clone(),
+                      "valid": valid_loss is not None})
+        return real(net, n, batch_loss, valid_loss, cfg)
+
+    monkeypatch.setattr(tav, "fit_model", spy)
+    before = {k: v.clone() for k, v in m.net_.state_dict().items()}
+    X_test = s.X[:10]
+    zero_shot = {a: m.predict(p, X_test).values for a, p in profiles.items()}
+    adapted, profs = m.adapt(profiles, target, None)
+    (call,) = calls
+    assert call["cfg"].optimizer == "sgd" and call["cfg"].momentum == 0.9 and call["cfg"].plateau_factor == 0.1
+    assert call["valid"]  # no validation speakers given: valid_fraction of the target clips
+    for i, a in enumerate(sorted(profiles)):  # each listener's head starts as their chosen head
+        h = m.head_index(profiles[a].data["heads"][0])
+        assert torch.equal(call["W"][i], m.net_.head.weight.detach()[h])
+        assert torch.equal(call["b"][i], m.net_.head.bias.detach()[h])
+        assert profs[a].data["heads"] == [a] and profs[a].data["copied_from"] == profiles[a].data["heads"]
+        assert not np.allclose(adapted.predict(profs[a], X_test).values, zero_shot[a])   # trained away from the copy
+    assert all(torch.equal(before[k], v) for k, v in m.net_.state_dict().items())           # the fitted model untouched
+    for a, p in profiles.items():
+        np.testing.assert_allclose(m.predict(p, X_test).values, zero_shot[a])
+    with pytest.raises(ConfigError, match="finetune_after_copy.*architecture 'tavernor'"):
+        make_method("similar", finetune_after_copy=True, **params).fit(s.train)

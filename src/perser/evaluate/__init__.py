@@ -62,9 +62,9 @@ def plan_settings(cfg: ExperimentConfig) -> PlanSettings:
 
 def _methods(cfg: ExperimentConfig) -> tuple[dict[str, dict], bool]:
     from perser.errors import ConfigError
-    from perser.methods import available_methods
+    from perser.methods import available_methods, default_methods
 
-    names = list(cfg.methods) if cfg.methods else available_methods()
+    names = list(cfg.methods) if cfg.methods else default_methods()
     unknown = [m for m in list(names) + list(cfg.method_params) if m not in available_methods()]
     if unknown:
         raise ConfigError(f"unknown method(s) {sorted(set(unknown))}; available: {', '.join(available_methods())}")

@@ -127,6 +127,9 @@ class Split:
     #: clips whose seen listeners' ratings stop the fits early (empty: the methods hold out
     #: their own share of the training clips)
     valid_clips: list[str] = field(default_factory=list)
+    #: the evaluation corpus's validation clips of the fold (a fold file's ``val_fnames``):
+    #: never enrolled or tested; they stop the fine-tuning of methods that adapt
+    eval_valid_clips: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------- helpers
@@ -315,7 +318,8 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
             if valid_clips:
                 key = (*key, "valid", tuple(valid_clips))
             plan.append(Split(seed, str(fold), train_clips, test_clips, seen, unseen_all, key, assignments, excluded,
-                              settings.enroll_from, valid_clips=list(valid_clips)))
+                              settings.enroll_from, valid_clips=list(valid_clips),
+                              eval_valid_clips=sorted(fd.dev.tolist())))
     check_plan(data, plan)
     return plan
 
