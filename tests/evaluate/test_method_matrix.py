@@ -59,8 +59,8 @@ def _data(tmp_path, toy, kind, layered):
 def test_every_method_kind_and_feature_shape(tmp_path, small_toy, method, kind, layered):
     torch.set_num_threads(1)
     data, plan = _data(tmp_path, small_toy, kind, layered)
-    params = {**TINY, **EXTRA.get(method, {}), "min_ratings": 5} if method != "consensus" else dict(TINY)
-    if method in ("consensus", "meta"):
+    params = {**TINY, **EXTRA.get(method, {}), "min_ratings": 5} if not method.startswith("consensus") else dict(TINY)
+    if method in ("consensus", "consensus-finetuned", "meta"):
         params.pop("min_ratings", None)
     if method == "meta":
         params.update(k_support=3, k_query=3)

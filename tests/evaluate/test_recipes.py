@@ -58,7 +58,8 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
     run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
     r = run.results
-    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned"}
+    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned",
+                                 "consensus-finetuned"}
     assert set(r["scenario"]) == {"unseen"} and set(r["k"]) == {2, 4}
     assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal", "ccc_con/valence"} <= set(r["metric"])
     assert "ccc/dominance" not in set(r["metric"])
@@ -95,10 +96,15 @@ def _check_paper_outputs(run):
         z = zero[(b.seed, b.fold, b.k, b.annotator)]
         assert b.profile["finetuned"] and b.profile["copied_from"] == z.profile["heads"]
     assert any(not np.allclose(b.values, zero[(b.seed, b.fold, b.k, b.annotator)].values) for b in tuned)
+    base = {(b.seed, b.fold, b.k, b.annotator): b for b in run.blocks if b.method == "consensus"}
+    ctuned = [b for b in run.blocks if b.method == "consensus-finetuned"]
+    assert len(ctuned) == len(base) and all(b.profile["finetuned"] for b in ctuned)
+    assert any(not np.allclose(b.values, base[(b.seed, b.fold, b.k, b.annotator)].values) for b in ctuned)
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])
-    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned"}
+    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned",
+                                 "consensus-finetuned"}
     runs = pd.read_csv(run.folder / "paper_runs.csv", dtype={"fold": str})
     pred = pd.read_csv(run.folder / "predictions.csv", dtype={"fold": str, "clip_id": str, "listener": str})
     assert len(pred) == sum(len(b.clip_ids) for b in run.blocks)

@@ -233,3 +233,44 @@ def test_finetune_after_copy_trains_each_listener_from_their_copied_head(synth, 
         np.testing.assert_allclose(m.predict(p, X_test).values, zero_shot[a])
     with pytest.raises(ConfigError, match="finetune_after_copy.*architecture 'tavernor'"):
         make_method("similar", finetune_after_copy=True, **params).fit(s.train)
+
+
+def test_consensus_finetuned_trains_the_baseline_on_the_target_consensus(synth, fast, monkeypatch):
+    """The authors also fine-tune their consensus baseline on the target training fold (their
+    _train_model runs for BASELINE_AGGREGATE): consensus-finetuned, SGD on the evaluated
+    listeners' mean ratings; the fitted model is left as it was."""
+    import perser.methods.consensus as cons
+    from perser.methods.base import RatingSet
+
+    s = synth("dimensional", n_annotators=3)
+    params = {**fast, "hidden": (16,), "epochs": 3, "patience": 10, "batch_size": 8}
+    m = make_method("consensus-finetuned", **params).fit(s.train)
+    assert m.adapts() and m.architecture == "tavernor" and not make_method("consensus", **params).adapts()
+    X, y1 = s.listener(-s.W["a0"], n=40, seed=3)
+    _, y2 = s.listener(-s.W["a0"], n=40, seed=3)
+    target = RatingSet(X=X, clip_ids=np.array([f"t{i}" for i in range(40)], dtype=object),
+                       clip_index=np.concatenate([np.arange(40)] * 2),
+                       annotator_ids=np.array(["L1"] * 40 + ["L2"] * 40, dtype=object),
+                       y=np.concatenate([y1, y2]), space=s.space)
+    profiles = {a: m.enroll(X[:5], y1[:5], annotator=a) for a in ("L1", "L2")}
+    calls = []
+    real = cons.fit_model
+
+    def spy(net, n, batch_loss, valid_loss, cfg):
+        calls.append({"cfg": cfg, "n": n, "before": batch_loss(net, np.arange(n)).item()})
+        h = real(net, n, batch_loss, valid_loss, cfg)
+        calls[-1]["after"] = batch_loss(net, np.arange(n)).item()
+        return h
+
+    monkeypatch.setattr(cons, "fit_model", spy)
+    before = {k: v.clone() for k, v in m.net_.state_dict().items()}
+    zero = m.predict(None, s.X[:10]).values
+    adapted, profs = m.adapt(profiles, target, None)
+    (call,) = calls
+    assert call["cfg"].optimizer == "sgd" and call["cfg"].momentum == 0.9 and call["n"] == 36  # 10% held out
+    assert call["after"] < call["before"]                       # trained toward the target listeners' mean
+    assert all(p.data["finetuned"] for p in profs.values())
+    assert not np.allclose(adapted.predict(profs["L1"], s.X[:10]).values, zero)
+    assert all(torch.equal(before[k], v) for k, v in m.net_.state_dict().items())
+    with pytest.raises(ConfigError, match="finetune_on_target.*architecture 'tavernor'"):
+        make_method("consensus", finetune_on_target=True, **params).fit(s.train)

@@ -354,6 +354,7 @@ class _Run:
             raise ConfigError(f"method {name!r} is fine-tuned on all enrolled listeners at once; it takes random "
                               f"enrollment only (enroll_strategy: [random]), not {self.strategies.others}")
         data, t = self.data, self.timings[name]
+        same: dict[frozenset, Personalizer] = {}  # a method that ignores the profiles adapts once per listener set
         for k in sorted({k for a in assigns for k in a.ks}):
             elig = [a for a in assigns if k in a.ks]
             profiles = {}
@@ -372,14 +373,21 @@ class _Run:
             aside = set(s.eval_valid_clips)
             valid = _listener_set(data, {a.annotator: [c for c in self.rows[a.annotator] if c in aside] for a in elig}) \
                 if aside else None
-            self.bar.describe(f"fine-tune {name} (seed {s.seed}, fold {s.fold}, K {k})")
-            _seed_everything(s.seed)
-            t0 = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PerserWarning)
-                adapted, profs = m.adapt(profiles, target, valid)
-            self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}, K {k}")
-            t["fit_s"] += time.perf_counter() - t0
+            key = frozenset(profiles)
+            if not m.personalized and key in same:
+                adapted = same[key]
+                profs = {a: type(p)(p.method, p.annotator, {**p.data, "finetuned": True}) for a, p in profiles.items()}
+            else:
+                self.bar.describe(f"fine-tune {name} (seed {s.seed}, fold {s.fold}, K {k})")
+                _seed_everything(s.seed)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", PerserWarning)
+                    adapted, profs = m.adapt(profiles, target, valid)
+                self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}, K {k}")
+                t["fit_s"] += time.perf_counter() - t0
+                if not m.personalized:
+                    same[key] = adapted
             for a in elig:
                 rows = self.rows[a.annotator]
                 Xt = data.X[data.rows(a.test)]

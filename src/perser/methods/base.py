@@ -295,7 +295,7 @@ class Personalizer(ABC):
         ratings of the fold's training clips after enrolling them (``adapt(profiles,
         target, valid) -> (adapted method, profiles)``, see
         :func:`perser.evaluate.runner.run_plan`); ``False`` for every method but
-        ``similar`` with ``finetune_after_copy``."""
+        ``similar`` with ``finetune_after_copy`` and ``consensus`` with ``finetune_on_target``."""
         return False
 
     # helpers ------------------------------------------------------------------
@@ -337,6 +337,7 @@ class Personalizer(ABC):
 _REGISTRY: dict[str, str] = {
     # name -> "module:Class"; modules are imported on first use
     "consensus": "perser.methods.consensus:ConsensusModel",
+    "consensus-finetuned": "perser.methods.consensus:ConsensusFinetuned",
     "random-annotator": "perser.methods.multi:RandomAnnotator",
     "mean-annotator": "perser.methods.multi:MeanAnnotator",
     "similar": "perser.methods.similar:SimilarAnnotator",
@@ -360,8 +361,8 @@ def available_methods() -> list[str]:
 
 
 #: registered methods an evaluation runs only when its config names them: ``similar-finetuned``
-#: trains the whole network once more per (seed, fold, K)
-OPT_IN = frozenset({"similar-finetuned"})
+#: and ``consensus-finetuned`` train the whole network once more per (seed, fold, K)
+OPT_IN = frozenset({"similar-finetuned", "consensus-finetuned"})
 
 
 def default_methods() -> list[str]:
