@@ -26,9 +26,9 @@ def test_demo_quick(demo):
         assert (run / f).is_file()
     assert "unseen listeners" in text and "seen listeners" in text and "demo finished" in text
     s = pd.read_csv(run / "summary.csv")
-    from perser.methods import available_methods
+    from perser.methods import default_methods
 
-    assert set(s["method"]) == set(available_methods())
+    assert set(s["method"]) == set(default_methods())   # opt-in methods (similar-finetuned) only when named
     assert set(s["k"]) == {5, 10}
     assert not s.query("metric == 'retrieval' and method == 'similar'").empty
     # a second run refuses to overwrite the run folder

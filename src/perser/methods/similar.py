@@ -77,6 +77,15 @@ class SimilarAnnotator(MultiAnnotatorModel):
         ``"top1"`` (the best ``top_k`` head(s) by ``score``, the authors' enrollment) or
         ``"posterior"`` (all heads weighted by their posterior probability; see the
         module docstring).
+    finetune_after_copy:
+        ``architecture="tavernor"`` only: in an evaluation, after every listener of a
+        (seed, fold, K) is enrolled, fine-tune a copy of the whole network on those
+        listeners' ratings of all the fold's training clips, each listener's head started
+        as the copy of their chosen head, as Tavernor & Mower Provost's code does after
+        its zero-shot test (:func:`perser.methods.tavernor.finetune_copies`; the
+        ``similar-finetuned`` method has it on). A listener then contributes every
+        training-fold rating, not only K; enrolling one listener alone (``enroll``)
+        stays the copy.
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.multi.MultiAnnotatorModel`.
     """
@@ -84,13 +93,29 @@ class SimilarAnnotator(MultiAnnotatorModel):
     name = "similar"
 
     def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1,
-                 combine: str = "top1", **kwargs):
+                 combine: str = "top1", finetune_after_copy: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.score = score
         self.per_dimension = per_dimension
         self.top_k = top_k
         self.temperature = temperature
         self.combine = combine
+        self.finetune_after_copy = finetune_after_copy
+
+    def adapts(self) -> bool:
+        return bool(self.finetune_after_copy)
+
+    def adapt(self, profiles: dict, target: RatingSet, valid: RatingSet | None = None):
+        """The authors' fine-tuning after the head copy for the enrolled listeners of
+        ``profiles`` on their ``target`` ratings (:func:`perser.methods.tavernor.finetune_copies`):
+        ``(adapted copy, each listener's profile in it)``."""
+        self._check_fitted()
+        if self.architecture != "tavernor":
+            raise ConfigError(f"method {self.name!r}: finetune_after_copy is the authors' fine-tuning of their "
+                              "network; it needs architecture 'tavernor'")
+        from perser.methods.tavernor import finetune_copies
+
+        return finetune_copies(self, profiles, target, valid)
 
     def _check_options(self, kind: str) -> None:
         check_score(self.name, self.score, kind)
@@ -105,6 +130,10 @@ class SimilarAnnotator(MultiAnnotatorModel):
         if self.combine == "posterior" and self.per_dimension:
             raise ConfigError(f"method {self.name!r}: combine='posterior' weighs whole heads; it cannot be "
                               "combined with per_dimension=True")
+        if self.finetune_after_copy and (self.architecture != "tavernor" or int(self.top_k) != 1 or self.per_dimension
+                                         or self.combine != "top1"):
+            raise ConfigError(f"method {self.name!r}: finetune_after_copy (the authors' fine-tuning) needs "
+                              "architecture 'tavernor', top_k=1, combine='top1' and per_dimension=false")
 
     def _check_fit_options(self, train: RatingSet) -> None:
         super()._check_fit_options(train)
@@ -196,6 +225,19 @@ class SimilarAnnotator(MultiAnnotatorModel):
         if self.has_consensus_head:
             return self._predict_heads({"heads": [CONSENSUS]}, X)
         return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
+
+
+class SimilarFinetuned(SimilarAnnotator):
+    """``similar-finetuned``: :class:`SimilarAnnotator` with ``finetune_after_copy=True``
+    (and ``architecture="tavernor"``): Tavernor & Mower Provost's copy of the most similar
+    head followed by their fine-tuning of the whole network on the target training fold.
+    Shares its base fit with ``similar`` (same network and training settings)."""
+
+    name = "similar-finetuned"
+    kinds = ("dimensional",)
+
+    def __init__(self, finetune_after_copy: bool = True, architecture: str = "tavernor", **kwargs):
+        super().__init__(finetune_after_copy=finetune_after_copy, architecture=architecture, **kwargs)
 
 
 def check_score(method: str, score: str, kind: str, option: str = "score") -> None:
