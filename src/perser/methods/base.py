@@ -334,6 +334,7 @@ _REGISTRY: dict[str, str] = {
     "similar": "perser.methods.similar:SimilarAnnotator",
     "finetune": "perser.methods.finetune:FineTune",
     "meta": "perser.methods.meta:MetaPerSER",
+    "meta-finetune": "perser.methods.meta:MetaFineTune",
 }
 
 
