@@ -48,30 +48,38 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def derive_corpus(demo: Path, out: Path, n_cv: int, seed: int = 0) -> Path:
-    """The demo corpus's seen listeners only, with ``emotion`` as a multilabel space and
-    annotators.csv columns ``cv0``..``cv{n_cv-1}`` marking disjoint held-out groups."""
+def derive_corpus(demo: Path, out: Path, n_cv: int = 0, seed: int = 0, seen_only: bool = True) -> Path:
+    """The demo corpus with ``emotion`` as a multilabel space (each rating ticks one class).
+
+    ``seen_only``: the seen listeners only (the new ones and their ratings removed), with
+    annotators.csv columns ``cv0``..``cv{n_cv-1}`` marking disjoint held-out groups; else
+    every listener, with the demo's ``new`` column."""
     out.mkdir(parents=True, exist_ok=True)
     spec = yaml.safe_load((demo / "corpus.yaml").read_text(encoding="utf-8"))
     classes = next(s["classes"] for s in spec["label_spaces"] if s["name"] == "emotion")
     ann = pd.read_csv(demo / "annotators.csv", dtype={"annotator_id": str})
-    seen = ann[~ann["new"].astype(str).str.lower().isin(["true", "1", "yes"])].copy()
-    seen = seen.sort_values("annotator_id").reset_index(drop=True)
-    group = np.random.default_rng([seed, 23]).permutation(len(seen)) % n_cv
-    for g in range(n_cv):
-        seen[f"cv{g}"] = group == g
-    seen[["annotator_id", "style", *[f"cv{g}" for g in range(n_cv)]]].to_csv(out / "annotators.csv", index=False)
+    is_new = ann["new"].astype(str).str.lower().isin(["true", "1", "yes"])
+    keep = ann[~is_new] if seen_only else ann
+    keep = keep.sort_values("annotator_id").reset_index(drop=True)
+    if seen_only:
+        group = np.random.default_rng([seed, 23]).permutation(len(keep)) % max(n_cv, 1)
+        for g in range(n_cv):
+            keep[f"cv{g}"] = group == g
+        keep[["annotator_id", "style", *[f"cv{g}" for g in range(n_cv)]]].to_csv(out / "annotators.csv", index=False)
+    else:
+        keep[["annotator_id", "style", "new"]].to_csv(out / "annotators.csv", index=False)
     r = pd.read_csv(demo / "ratings.csv", dtype={"clip_id": str, "annotator_id": str})
-    r = r[r["annotator_id"].isin(set(seen["annotator_id"]))]
+    r = r[r["annotator_id"].isin(set(keep["annotator_id"]))]
     r[["clip_id", "annotator_id", "emotion"]].to_csv(out / "ratings.csv", index=False)
     clips = pd.read_csv(demo / "clips.csv", dtype={"clip_id": str})
     clips["path"] = [str((demo / p).resolve()) for p in clips["path"]]
     clips.to_csv(out / "clips.csv", index=False)
+    who = "seen listeners only" if seen_only else "seen and new listeners"
     (out / "corpus.yaml").write_text(yaml.safe_dump({
-        "name": "perser-demo-seen-multilabel",
+        "name": "perser-demo-multilabel" + ("-seen" if seen_only else ""),
         "label_spaces": [{"name": "emotion", "kind": "multilabel", "classes": list(classes)}],
-        "description": "the SYNTHETIC perser demo corpus's seen listeners only; each categorical rating "
-                       "as a multilabel rating with one class ticked (meta_select.py)",
+        "description": f"the SYNTHETIC perser demo corpus ({who}); each categorical rating as a multilabel "
+                       "rating with one class ticked (benchmarks/papers)",
     }, sort_keys=False), encoding="utf-8")
     return out
 
