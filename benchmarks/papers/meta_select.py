@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=2, help="speaker-independent folds")
     ap.add_argument("--k", default="5,10")
     ap.add_argument("--groups", default=None, help="only these listener groups (e.g. 0,1; default all)")
+    ap.add_argument("--tabulate", action="store_true",
+                    help="only print the table from the run-cv* folders already under --out (groups that finished)")
     ap.add_argument("--grid", default=None, help='another grid as JSON, e.g. \'{"inner_lr": [0.01]}\'')
     args = ap.parse_args()
 
@@ -109,6 +111,16 @@ def main() -> None:
     from perser.evaluate.demo import build_corpus
     from perser.methods import register
 
+    if args.tabulate:
+        frames = []
+        for f in sorted(args.out.glob("run-cv*/results.csv")):
+            res = pd.read_csv(f)
+            res["group"] = int(f.parent.name[len("run-cv"):])
+            frames.append(res)
+        if not frames:
+            raise SystemExit(f"no run-cv*/results.csv under {args.out}")
+        _table(pd.concat(frames, ignore_index=True), None)
+        return
     t0, c0 = time.perf_counter(), _cpu()
     demo = build_corpus(args.out)
     corpus = derive_corpus(demo, args.out / "seen-multilabel", args.cv)
@@ -134,20 +146,27 @@ def main() -> None:
         res["group"] = g
         frames.append(res)
         print(f"group cv{g} done: {time.perf_counter() - t0:.0f} s wall, load {os.getloadavg()[0]:.1f}", flush=True)
-    res = pd.concat(frames, ignore_index=True)
+    print(f"\ntotal wall {time.perf_counter() - t0:.0f} s, CPU {_cpu() - c0:.0f} s, "
+          f"load {os.getloadavg()[0]:.1f}\n")
+    _table(pd.concat(frames, ignore_index=True), {m: {n: p[n] for n in grid} for m, p in cands.items()})
+
+
+def _table(res: pd.DataFrame, cands: dict | None) -> None:
+    """The selection table: macro_f1_sklearn per candidate and K, and the chosen candidate."""
     res = res[(res["metric"] == "macro_f1_sklearn") & (res["scenario"] == "unseen") & res["annotator"].notna()]
+    ks = sorted(set(res["k"]))
     per_run = res.groupby(["method", "k", "group"])["value"].mean().reset_index()
     table = per_run.groupby(["method", "k"])["value"].agg(["mean", "std"]).unstack("k")
     overall = per_run.groupby("method")["value"].mean().rename("mean over K")
-    print(f"\ntotal wall {time.perf_counter() - t0:.0f} s, CPU {_cpu() - c0:.0f} s, "
-          f"load {os.getloadavg()[0]:.1f}\n")
-    print(f"### macro_f1_sklearn of held-out seen listeners ({res['annotator'].nunique()}): mean over groups (std over groups)\n")
+    groups = sorted(set(res["group"]))
+    print(f"### macro_f1_sklearn of held-out seen listeners ({res['annotator'].nunique()} listeners in groups "
+          f"{groups}): mean over groups (std over groups)\n")
     print("| candidate | " + " | ".join(f"K={k}" for k in ks) + " | mean over K |\n|---|" + "---|" * (len(ks) + 1))
     for m in overall.sort_values(ascending=False).index:
         cells = [f"{table.loc[m, ('mean', k)]:.4f} ({table.loc[m, ('std', k)]:.4f})" for k in ks]
         print(f"| {m} | " + " | ".join(cells) + f" | {overall[m]:.4f} |")
     best = overall.drop("consensus", errors="ignore").idxmax()
-    print(f"\nchosen: {best}: " + ", ".join(f"{n}={cands[best][n]}" for n in grid))
+    print(f"\nchosen: {best}" + (": " + ", ".join(f"{n}={v}" for n, v in cands[best].items()) if cands else ""))
 
 
 if __name__ == "__main__":
