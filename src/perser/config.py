@@ -189,10 +189,12 @@ class TrainConfig(BaseModel):
     format: str | None = Field(None, description="format of `corpus` (default: detected)")
     method: str | None = Field(None, description="registry name of the method")
     space: str | None = Field(None, description="label space to train on (default: the corpus's only one)")
-    features: str | None = Field(None, description="egemaps | compare | ssl:MODEL_DIR | a feature file "
-                                 "(.npz/.parquet/.csv)")
+    features: str | list[str] | None = Field(None, description="egemaps | compare | ssl:MODEL_DIR | text:MODEL_DIR "
+                                             "| a feature file (.npz/.parquet/.csv), or a list of specs whose "
+                                             "vectors are concatenated per clip ([ssl:DIR, text:DIR])")
     feature_settings: dict[str, Any] = Field(default_factory=dict, description="extractor settings, part of the "
-                                             "store key: the ones `perser extract` used")
+                                             "store key: the ones `perser extract` used (for a list of feature "
+                                             "sets, shared or keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
     split: str | None = Field(None, description="train on the clips of this split only (clips.split column)")
     params: dict[str, Any] = Field(default_factory=dict, description="hyper-parameters of the method")

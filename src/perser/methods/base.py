@@ -344,6 +344,7 @@ _REGISTRY: dict[str, str] = {
     "similar-finetuned": "perser.methods.similar:SimilarFinetuned",
     "finetune": "perser.methods.finetune:FineTune",
     "meta": "perser.methods.meta:MetaPerSER",
+    "meta-finetune": "perser.methods.meta:MetaFineTune",
 }
 
 
@@ -361,8 +362,9 @@ def available_methods() -> list[str]:
 
 
 #: registered methods an evaluation runs only when its config names them: ``similar-finetuned``
-#: and ``consensus-finetuned`` train the whole network once more per (seed, fold, K)
-OPT_IN = frozenset({"similar-finetuned", "consensus-finetuned"})
+#: and ``consensus-finetuned`` train the whole network once more per (seed, fold, K);
+#: ``meta-finetune`` is the Meta-PerSER recipe's baseline (``meta`` without meta-training)
+OPT_IN = frozenset({"similar-finetuned", "consensus-finetuned", "meta-finetune"})
 
 
 def default_methods() -> list[str]:
