@@ -26,9 +26,11 @@ def test_demo_quick(demo):
         assert (run / f).is_file()
     assert "unseen listeners" in text and "seen listeners" in text and "demo finished" in text
     s = pd.read_csv(run / "summary.csv")
-    from perser.methods import available_methods
+    from perser.evaluate.demo import QUICK_METHOD_PARAMS
+    from perser.methods import default_methods
 
-    assert set(s["method"]) == set(available_methods())
+    # opt-in methods (similar-finetuned, the Meta-PerSER recipe's meta-finetune) only when named
+    assert set(s["method"]) == set(QUICK_METHOD_PARAMS) == set(default_methods())
     assert set(s["k"]) == {5, 10}
     assert not s.query("metric == 'retrieval' and method == 'similar'").empty
     # a second run refuses to overwrite the run folder

@@ -192,7 +192,27 @@ def test_train_splits_keep_the_named_official_splits_only():
     c, r = _keep_splits(clips, ratings, ["train"], "pod", notes)
     assert list(c.index) == ["a", "d"] and r["clip_id"].tolist() == ["a", "d", "d"]
     assert "2 clips of other splits left out" in notes[0]
-    with pytest.raises(ConfigError, match="no split \\['Train'\\]"):
-        _keep_splits(clips, ratings, ["Train"], "pod", [])
+    with pytest.raises(ConfigError, match="train_splits: corpus 'pod' has no split \\['final'\\]"):
+        _keep_splits(clips, ratings, ["final"], "pod", [])
     with pytest.raises(ConfigError, match="no official split"):
         _keep_splits(clips.drop(columns="split"), ratings, ["train"], "pod", [])
+
+
+def test_valid_splits_keep_the_development_partition_for_early_stopping():
+    from perser.errors import ConfigError
+    from perser.evaluate.data import _keep_splits
+
+    clips = pd.DataFrame({"split": ["train", "dev", "test1", "train"], "origin": "train"}, index=["a", "b", "c", "d"])
+    ratings = pd.DataFrame({"clip_id": ["a", "b", "c", "d"], "annotator_id": ["x"] * 4})
+    notes = []
+    # MSP-Podcast's names, as its documentation writes them, read as the loader stores them
+    c, r = _keep_splits(clips, ratings, ["Train"], "pod", notes, valid=["Development"])
+    assert c["origin"].to_dict() == {"a": "train", "b": "valid", "d": "train"}
+    assert r["clip_id"].tolist() == ["a", "b", "d"]
+    assert "early stopping on its 1 clips of split(s) ['dev']" in notes[0] and "(1 clips of other splits" in notes[0]
+    c, _ = _keep_splits(clips, ratings, None, "pod", [], valid=["validation"])   # no train_splits: every other split
+    assert c["origin"].to_dict() == {"a": "train", "b": "valid", "c": "train", "d": "train"}
+    with pytest.raises(ConfigError, match="valid_splits: corpus 'pod' has no split \\['holdout'\\]"):
+        _keep_splits(clips, ratings, ["train"], "pod", [], valid=["holdout"])
+    with pytest.raises(ConfigError, match="both name split\\(s\\) \\['train'\\]"):
+        _keep_splits(clips, ratings, ["train"], "pod", [], valid=["train"])

@@ -17,13 +17,13 @@ FORMAT_HELP = (
 
 def extract_command(
     path: Path = typer.Argument(..., help="A corpus folder, a folder of audio files, or one audio file."),
-    features: str = typer.Option(..., "--features", "-f", help="egemaps | compare | ssl:MODEL_DIR"),
+    features: str = typer.Option(..., "--features", "-f", help="egemaps | compare | ssl:MODEL_DIR | text:MODEL_DIR (a corpus's transcripts)"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Feature store (default: $PERSER_CACHE or ~/.cache/perser/features)."),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="openSMILE worker processes (SSL: audio-reading threads)."),
     device: Optional[str] = typer.Option(None, "--device", help="SSL device: cpu, cuda, cuda:1 (default: the GPU when present)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Extract only shard i of N ('i/N', 0-based); under torchrun each rank takes its own."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
-    pooling: str = typer.Option("mean", "--pooling", help="SSL pooling over time: mean | mean+std."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="SSL pooling over time: mean | mean+std [default: mean]; text pooling over tokens: cls | mean [default: cls, the [CLS] vector]."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="SSL clips per forward pass."),
     precision: str = typer.Option("auto", "--precision", help="SSL precision: auto (fp16 on GPU) | fp32 | fp16 | bf16."),
     max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Fail clips longer than this many seconds."),
@@ -36,13 +36,18 @@ def extract_command(
     from rich.console import Console
 
     from perser.cli._common import report_warnings
+    from perser.errors import ConfigError
     from perser.features import extract, parse_shard
 
     out, err = Console(), Console(stderr=True)
     parse_shard(shard)  # a bad --shard fails before any corpus is read
     settings: dict = {"max_duration": max_duration}
     if features.startswith("ssl:"):
-        settings.update(pooling=pooling, batch_size=batch_size, precision=precision, pad_unmasked=pad_unmasked)
+        settings.update(pooling=pooling or "mean", batch_size=batch_size, precision=precision, pad_unmasked=pad_unmasked)
+    elif features.startswith("text:"):
+        settings = {"pooling": pooling}  # None: the text extractor's default ([CLS])
+    elif pooling is not None:
+        raise ConfigError(f"--pooling applies to ssl: and text: features, not {features!r}")
     with report_warnings(err):
         source = _source(path, fmt, err, parse_options(option))
         feats = extract(source, features, cache_dir=cache, workers=workers, device=device, shard=shard,

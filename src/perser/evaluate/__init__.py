@@ -58,14 +58,16 @@ def plan_settings(cfg: ExperimentConfig) -> PlanSettings:
         seen_k=cfg.seen_k, unseen_column=cfg.unseen_column, unseen_fraction=cfg.unseen_fraction,
         enroll_from=cfg.enroll_from, min_test=cfg.min_test, common_listeners=cfg.common_listeners,
         min_train_ratings=cfg.min_train_ratings, max_listeners=cfg.max_listeners,
+        folds_file=None if cfg.folds_file is None else str(cfg.folds_file),
+        min_fold_train_ratings=cfg.min_fold_train_ratings,
     )
 
 
 def _methods(cfg: ExperimentConfig) -> tuple[dict[str, dict], bool]:
     from perser.errors import ConfigError
-    from perser.methods import available_methods
+    from perser.methods import available_methods, default_methods
 
-    names = list(cfg.methods) if cfg.methods else available_methods()
+    names = list(cfg.methods) if cfg.methods else default_methods()
     unknown = [m for m in list(names) + list(cfg.method_params) if m not in available_methods()]
     if unknown:
         raise ConfigError(f"unknown method(s) {sorted(set(unknown))}; available: {', '.join(available_methods())}")

@@ -85,7 +85,8 @@ def demo_config(out: Path, quick: bool = False, space: str = "emotion", seeds: l
         "features": "egemaps",
         "feature_cache": str(out / "features"),
         "workers": workers,
-        "method_params": _accepted(QUICK_METHOD_PARAMS if quick else FULL_METHOD_PARAMS),
+        "method_params": (params := _accepted(QUICK_METHOD_PARAMS if quick else FULL_METHOD_PARAMS)),
+        "methods": list(params),  # the demo's methods (not meta-finetune, the Meta-PerSER recipe's baseline)
         "unseen_column": "new",
         "k": [5, 10] if quick else [5, 10, 20],
         "seen_k": [5] if quick else [10],

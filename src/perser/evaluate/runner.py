@@ -86,6 +86,50 @@ def _train_set(data: EvalData, split: Split) -> RatingSet:
     )
 
 
+def _valid_set(data: EvalData, split: Split) -> RatingSet | None:
+    """The seen listeners' ratings of the split's validation clips (``None``: the split has
+    none, the methods hold out their own)."""
+    if not split.valid_clips:
+        return None
+    r = data.ratings
+    mask = (r["clip_id"].isin(set(split.valid_clips)) & r["annotator_id"].isin(set(split.seen))).to_numpy()
+    if not mask.any():
+        raise PerserError(f"seed {split.seed} fold {split.fold}: no seen listener rated a validation clip "
+                          f"({len(split.valid_clips)} validation clips)")
+    sub = r.loc[mask]
+    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(ids)}
+    return RatingSet(
+        X=data.X[data.rows(ids)],
+        clip_ids=ids,
+        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
+def _listener_set(data: EvalData, pairs: dict[str, list[str]]) -> RatingSet | None:
+    """The ratings of each listener of ``pairs`` on their listed clips (``None`` if none)."""
+    r = data.ratings
+    keep = set((a, c) for a, clips in pairs.items() for c in clips)
+    mask = np.fromiter(((a, c) in keep for a, c in zip(r["annotator_id"].to_numpy(), r["clip_id"].to_numpy())),
+                       dtype=bool, count=len(r))
+    if not mask.any():
+        return None
+    sub = r.loc[mask]
+    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(ids)}
+    return RatingSet(
+        X=data.X[data.rows(ids)],
+        clip_ids=ids,
+        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
 def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> dict[str, str]:
     """Methods that cannot handle ``space_kind``: an error when the user named them, else skipped."""
     skipped = {}
@@ -109,6 +153,13 @@ def run_plan(
     Seen listeners are predicted through the method's ``seen_profile(annotator)`` where
     it has one (their own output head, whatever K), and otherwise enrolled like new
     listeners with K of their training-clip ratings.
+
+    A method that ``adapts()`` (``similar-finetuned``: Tavernor & Mower Provost's
+    fine-tuning after the head copy) enrolls every new listener of a (seed, fold, K)
+    first, then adapts (``adapt``) a copy of itself to all their ratings of the fold's training
+    clips (early stopping on their ratings of the fold's validation clips,
+    ``Split.eval_valid_clips``, when the folds have them) and predicts every listener
+    with the adapted copy; its time counts as fit time. Only random enrollment.
 
     Methods whose fitted network is the same (equal ``fit_signature()``, e.g.
     ``random-annotator``, ``mean-annotator``, ``similar`` and ``finetune`` with the same
@@ -148,11 +199,12 @@ def run_plan(
                _Bar(progress, _n_steps(plan, names, strategies)))
     with run.bar:
         for split in plan:
-            train = None
+            train = valid = None
             for name in names:
                 if (name, split.fit_key) not in run.fitted:
-                    train = train if train is not None else _train_set(data, split)
-                    run.fit(name, split, train)
+                    if train is None:
+                        train, valid = _train_set(data, split), _valid_set(data, split)
+                    run.fit(name, split, train, valid)
                 run.bar.describe(f"enroll {name} (seed {split.seed}, fold {split.fold})")
                 with _torch_threads(enroll_threads):
                     run.predict_split(name, split)
@@ -224,9 +276,9 @@ class _Run:
             self.rows.setdefault(a, {})[c] = i
 
     # ------------------------------------------------------------------ fit
-    def fit(self, name: str, s: Split, train: RatingSet) -> None:
+    def fit(self, name: str, s: Split, train: RatingSet, valid: RatingSet | None = None) -> None:
         """Fit method ``name`` on split ``s`` (or adopt an equal fit of this split), timing it
-        and collecting its warnings."""
+        and collecting its warnings; ``valid``: the split's validation ratings (early stopping)."""
         self.bar.describe(f"fit {name} (seed {s.seed}, fold {s.fold})")
         _seed_everything(s.seed)
         m = _instantiate(name, self.methods[name], s.seed, fold=s.fold)
@@ -239,7 +291,7 @@ class _Run:
                 m.adopt_fit(self.shared[(s.fit_key, sig)], train)
                 self.timings[name]["n_shared_fit"] += 1
             else:
-                m.fit(train, None)
+                m.fit(train, valid)
                 self.timings[name]["n_fit"] += 1
                 if sig is not None:
                     self.shared[(s.fit_key, sig)] = m
@@ -258,6 +310,9 @@ class _Run:
         data = self.data
         shared_pred = None  # a method that ignores the profile predicts the fold once
         for scen, assigns in s.assignments.items():
+            if scen == "unseen" and callable(getattr(m, "adapts", None)) and m.adapts():
+                self.predict_adapted(name, m, s, assigns)
+                continue
             for a in assigns:
                 rows = self.rows[a.annotator]
                 y_test = data.y_all[[rows[c] for c in a.test]]
@@ -296,6 +351,66 @@ class _Run:
                         dict(prof.data) if prof is not None else {},
                     ))
                     self.bar.advance()
+
+
+    def predict_adapted(self, name: str, m: Personalizer, s: Split, assigns: list) -> None:
+        """Enroll every new listener of split ``s`` at each K, adapt a copy of ``m`` to their
+        ratings of the fold's training clips, and predict each with the adapted copy."""
+        if self.strategies.others:
+            raise ConfigError(f"method {name!r} is fine-tuned on all enrolled listeners at once; it takes random "
+                              f"enrollment only (enroll_strategy: [random]), not {self.strategies.others}")
+        data, t = self.data, self.timings[name]
+        same: dict[frozenset, Personalizer] = {}  # a method that ignores the profiles adapts once per listener set
+        for k in sorted({k for a in assigns for k in a.ks}):
+            elig = [a for a in assigns if k in a.ks]
+            profiles = {}
+            for a in elig:
+                rows = self.rows[a.annotator]
+                enr = a.enroll_order[:k]
+                t0 = time.perf_counter()
+                profiles[a.annotator] = m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
+                                                 a.annotator)
+                t["enroll_s"] += time.perf_counter() - t0
+                t["n_enroll"] += 1
+            target = _listener_set(data, {a.annotator: list(a.pool or a.enroll_order) for a in elig})
+            if target is None:
+                raise PerserError(f"seed {s.seed} fold {s.fold}: method {name!r}: the enrolled listeners have no "
+                                  "ratings of the fold's training clips to fine-tune on")
+            aside = set(s.eval_valid_clips)
+            valid = _listener_set(data, {a.annotator: [c for c in self.rows[a.annotator] if c in aside] for a in elig}) \
+                if aside else None
+            key = frozenset(profiles)
+            if not m.personalized and key in same:
+                adapted = same[key]
+                profs = {a: type(p)(p.method, p.annotator, {**p.data, "finetuned": True}) for a, p in profiles.items()}
+            else:
+                self.bar.describe(f"fine-tune {name} (seed {s.seed}, fold {s.fold}, K {k})")
+                _seed_everything(s.seed)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", PerserWarning)
+                    adapted, profs = m.adapt(profiles, target, valid)
+                self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}, K {k}")
+                t["fit_s"] += time.perf_counter() - t0
+                if not m.personalized:
+                    same[key] = adapted
+            for a in elig:
+                rows = self.rows[a.annotator]
+                Xt = data.X[data.rows(a.test)]
+                t0 = time.perf_counter()
+                pred = adapted.predict(profs[a.annotator], Xt)
+                t["predict_s"] += time.perf_counter() - t0
+                _check_pred(name, data, pred.proba, pred.values, len(a.test))
+                self.blocks.append(Block(
+                    name, "unseen", int(k), int(s.seed), str(s.fold), str(a.annotator),
+                    np.asarray(a.test, dtype=object), data.y_all[[rows[c] for c in a.test]],
+                    None if pred.proba is None else np.asarray(pred.proba, dtype=np.float64),
+                    None if pred.values is None else np.asarray(pred.values, dtype=np.float64),
+                    float(self.threshold if self.threshold is not None else
+                          (pred.threshold if pred.threshold is not None else 0.5)),
+                    dict(profs[a.annotator].data),
+                ))
+                self.bar.advance()
 
 
 def _rows_of(shared_pred: tuple[dict, Predictions], clips) -> tuple:

@@ -7,7 +7,14 @@ their input into a trained model's arguments through these functions:
   features were made (its recorded ``feature_spec``: extractor and settings);
 - :func:`clip_features` — clip ids (with a feature file or a corpus) or audio paths -> ``X``;
 - :func:`encode_ratings` — one listener's labels (one per clip) -> the model's targets ``y``;
-- :func:`read_ratings` — a ratings file (CSV or JSON) -> :class:`ListenerRatings`.
+- :func:`read_ratings` — a ratings file (CSV or JSON) -> :class:`ListenerRatings`;
+- :func:`read_clips` — a clips file (CSV: ``clip_id`` and/or ``path``, ``transcript``) -> :class:`ClipList`.
+
+A model may be trained on several feature sets side by side (``features: [ssl:DIR,
+text:DIR]``, recorded in its ``feature_spec["sets"]``); each set is made again the same way
+and concatenated per clip. Text features (``text:DIR``) need each clip's transcript: a
+``transcript`` column of the ratings or clips file, or the corpus's own transcripts; a clip
+without one is an error naming it.
 
 Errors name the culprit: the file and line, or the caller's name for the clip.
 """
@@ -25,7 +32,8 @@ import pandas as pd
 from perser.corpus.model import MULTILABEL_SEP, LabelSpace
 from perser.errors import ConfigError, CorpusError, FeatureError
 
-__all__ = ["ListenerRatings", "audio_features", "clip_features", "encode_ratings", "read_ratings"]
+__all__ = ["ClipList", "ListenerRatings", "audio_features", "clip_features", "encode_ratings", "feature_sets",
+           "needs_transcripts", "read_clips", "read_ratings"]
 
 
 # ------------------------------------------------------------------ features
@@ -33,6 +41,20 @@ def _feature_spec(model_or_spec: Any) -> dict:
     if isinstance(model_or_spec, Mapping):
         return dict(model_or_spec)
     return dict(getattr(model_or_spec, "feature_spec", None) or {})
+
+
+def feature_sets(model_or_spec: Any) -> list[dict]:
+    """The feature sets a model was trained on, each ``{"spec": ..., "settings": {...}}``:
+    the sets of a list (``feature_spec["sets"]``), or the one set."""
+    fspec = _feature_spec(model_or_spec)
+    if fspec.get("sets"):
+        return [{"spec": s.get("spec"), "settings": dict(s.get("settings") or {})} for s in fspec["sets"]]
+    return [{"spec": fspec.get("spec"), "settings": dict(fspec.get("settings") or {})}]
+
+
+def needs_transcripts(model_or_spec: Any) -> bool:
+    """Whether the model's features include text features (``text:DIR``) of transcripts."""
+    return any(str(s["spec"] or "").startswith("text:") for s in feature_sets(model_or_spec))
 
 
 def audio_features(
@@ -44,6 +66,7 @@ def audio_features(
     names: Sequence[str] | None = None,
     max_duration: float | None = None,
     hint: str = "pass features of these clips",
+    transcripts: Sequence[str | None] | None = None,
 ) -> np.ndarray:
     """Features of audio files, made as the model's training features were made.
 
@@ -61,6 +84,8 @@ def audio_features(
         path means nothing to the sender).
     max_duration:
         Files longer than this many seconds are refused before extraction.
+    transcripts:
+        Each file's transcript (same order), for a model trained on text features.
     hint:
         The end of the error for a model whose features came from a file of unknown
         origin (which cannot featurise audio).
@@ -68,7 +93,7 @@ def audio_features(
     Raises
     ------
     ConfigError
-        The model records no extractor.
+        The model records no extractor; or it uses text features and a clip has no transcript.
     FeatureError
         A file cannot be read or featurised; the message names it.
     """
@@ -78,6 +103,7 @@ def audio_features(
     spec = fspec.get("spec")
     if not spec or str(spec).startswith("file:"):
         raise ConfigError(f"this model was trained on precomputed features of unknown origin; {hint}")
+    sets = feature_sets(fspec)
     paths = [str(p) for p in paths]
     names = [str(n) for n in names] if names is not None else paths
 
@@ -92,12 +118,39 @@ def audio_features(
                 read_audio(p, max_duration=max_duration)
             except FeatureError as e:
                 raise FeatureError(culprit(str(e), p, n)) from None
-    feats = extract(paths, spec, cache_dir=cache_dir, shard=(0, 1), progress=progress, **(fspec.get("settings") or {}))
-    for p, n in zip(paths, names):
-        if p in feats.failures:
-            msg = str(feats.failures[p])
-            raise FeatureError(f"no features for {n}: {msg}" if n == p else culprit(msg, p, n))
-    return feats.select(paths)
+    if transcripts is not None and len(transcripts) != len(paths):
+        raise ValueError(f"{len(paths)} files but {len(transcripts)} transcripts")
+    parts = []
+    for fs in sets:
+        if str(fs["spec"]).startswith("text:"):
+            parts.append(_text_features(fs, paths, names, transcripts, cache_dir, progress))
+            continue
+        feats = extract(paths, fs["spec"], cache_dir=cache_dir, shard=(0, 1), progress=progress, **fs["settings"])
+        for p, n in zip(paths, names):
+            if p in feats.failures:
+                msg = str(feats.failures[p])
+                raise FeatureError(f"no features for {n}: {msg}" if n == p else culprit(msg, p, n))
+        parts.append(feats)
+    if len(parts) == 1:
+        return parts[0].select(paths)
+    from perser.features.text import combine
+
+    return combine(parts, last_layer=True).select(paths)  # as at training (perser.methods.pipeline)
+
+
+def _text_features(fs: dict, paths: list[str], names: list[str], transcripts, cache_dir, progress):
+    """Text features (``fs``: a ``text:DIR`` set) of the files' transcripts, keyed by path."""
+    from perser.features.text import extract_text
+
+    for i, n in enumerate(names):
+        t = None if transcripts is None else transcripts[i]
+        if t is None or (isinstance(t, float) and np.isnan(t)) or not str(t).strip():
+            raise ConfigError(
+                f"{n}: no transcript; this model uses text features ({fs['spec']}), so every clip needs its "
+                "transcript (a 'transcript' column in the ratings or clips CSV, 'transcript' in JSON ratings, "
+                "or --corpus with the corpus's transcripts)")
+    return extract_text(None, fs["spec"], cache_dir=cache_dir, progress=progress,
+                        transcripts={p: str(t).strip() for p, t in zip(paths, transcripts)}, **fs["settings"])
 
 
 def clip_features(
@@ -109,6 +162,7 @@ def clip_features(
     corpus: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    transcripts: Sequence[str | None] | None = None,
 ) -> np.ndarray:
     """Features of clips named by id or by audio file, in the given order.
 
@@ -116,7 +170,8 @@ def clip_features(
     see :meth:`perser.features.Features.load`) or in ``corpus`` (their audio featurised with
     the model's feature spec); clips without ids are looked up by their paths. Without
     either, the clips' ``paths`` are featurised; where there are no paths, the clip ids
-    must themselves be audio files.
+    must themselves be audio files. ``transcripts`` (same order) feed a model's text
+    features; with ``corpus`` and no ``transcripts`` the corpus's own transcripts are used.
     """
     from perser.features import Features
 
@@ -137,14 +192,21 @@ def clip_features(
         unknown = [i for i in clip_ids if i not in c.clips.index]
         if unknown:
             raise ConfigError(f"corpus {c.name!r} has no clip {unknown[0]!r}")
-        return audio_features(model_or_spec, [str(c.clips.loc[i, "path"]) for i in clip_ids], cache_dir=cache_dir,
-                              progress=progress, hint="pass --features FILE with features of these clips")
+        if transcripts is None and needs_transcripts(model_or_spec):
+            from perser.features.text import read_transcripts
+
+            known = read_transcripts(c)
+            transcripts = [known.get(str(i)) for i in clip_ids]
+        paths_c = [str(c.clips.loc[i, "path"]) for i in clip_ids]
+        return audio_features(model_or_spec, paths_c, cache_dir=cache_dir, progress=progress,
+                              hint="pass --features FILE with features of these clips", transcripts=transcripts,
+                              names=[f"clip {i!r}" if p != i else p for i, p in zip(clip_ids, paths_c)])
     items = list(paths) if paths is not None else list(clip_ids or [])
     missing = [i for i in items if not Path(i).is_file()]
     if missing:
         raise ConfigError(f"{missing[0]!r} is not an audio file; for clip ids pass --features FILE or --corpus PATH")
     return audio_features(model_or_spec, items, cache_dir=cache_dir, progress=progress,
-                          hint="pass --features FILE with features of these clips")
+                          hint="pass --features FILE with features of these clips", transcripts=transcripts)
 
 
 # -------------------------------------------------------------------- labels
@@ -213,9 +275,56 @@ class ListenerRatings:
     clip_ids: list[str] | None
     paths: list[str] | None
     y: np.ndarray
+    #: each clip's transcript (a ``transcript`` column / field), for models on text features
+    transcripts: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+@dataclass
+class ClipList:
+    """Clips to predict, read from a file: clip ids and/or audio paths, and transcripts."""
+
+    clip_ids: list[str] | None
+    paths: list[str] | None
+    transcripts: list[str | None] | None = None
+    #: the paths as the file wrote them (``paths`` are resolved against the file's folder)
+    raw_paths: list[str] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """What to call each clip in the output: its id, else its path as written."""
+        return list(self.clip_ids) if self.clip_ids is not None else list(self.raw_paths or self.paths or [])
+
+    def __len__(self) -> int:
+        return len(self.clip_ids if self.clip_ids is not None else self.paths or [])
+
+
+def read_clips(file: str | Path) -> ClipList:
+    """A CSV of clips to predict: ``clip_id`` and/or ``path`` (relative to the file's folder),
+    optional ``transcript``. Errors name the file."""
+    from perser.corpus.table import read_csv
+
+    file = Path(file)
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such clips file")
+    df = read_csv(file, dtype=str, keep_default_na=False)
+    if "clip_id" not in df.columns and "path" not in df.columns:
+        raise ConfigError(f"{file}: needs a 'clip_id' or 'path' column (has {list(df.columns)})")
+    if df.empty:
+        raise ConfigError(f"{file}: no clips")
+    ids = df["clip_id"].tolist() if "clip_id" in df.columns else None
+    raw = df["path"].tolist() if "path" in df.columns else None
+    paths = [p if Path(p).is_absolute() else str((file.parent / p).resolve()) for p in raw] if raw else None
+    tr = _transcripts(df)
+    return ClipList(ids, paths, tr, raw)
+
+
+def _transcripts(df: pd.DataFrame) -> list[str | None] | None:
+    if "transcript" not in df.columns:
+        return None
+    return [t if str(t).strip() else None for t in df["transcript"].tolist()]
 
 
 def read_ratings(file: str | Path, space: LabelSpace) -> ListenerRatings:
@@ -223,23 +332,23 @@ def read_ratings(file: str | Path, space: LabelSpace) -> ListenerRatings:
 
     *CSV*: a ``clip_id`` and/or ``path`` column and the label column(s): the space's name
     (or ``label``) for classes (multilabel: classes joined by ``;``), one column per
-    dimension for a dimensional space. *JSON*: a list of objects with ``clip_id`` and/or
-    ``path``, and ``label`` (a class, or a list of classes) or ``values`` (dimension ->
-    number). Relative paths are read relative to the file's folder. Errors name the file
+    dimension for a dimensional space; optional ``transcript``. *JSON*: a list of objects
+    with ``clip_id`` and/or ``path``, and ``label`` (a class, or a list of classes) or
+    ``values`` (dimension -> number); optional ``transcript``. Relative paths are read relative to the file's folder. Errors name the file
     and its line (CSV) or record (JSON).
     """
     file = Path(file)
     if not file.is_file():
         raise ConfigError(f"{file}: no such ratings file")
     if file.suffix.lower() == ".json":
-        clip_ids, paths, labels, names = _ratings_json(file, space)
+        clip_ids, paths, labels, names, transcripts = _ratings_json(file, space)
     else:
-        clip_ids, paths, labels, names = _ratings_csv(file, space)
+        clip_ids, paths, labels, names, transcripts = _ratings_csv(file, space)
     if not labels:
         raise ConfigError(f"{file}: no ratings")
     if paths is not None:
         paths = [p if Path(p).is_absolute() else str((file.parent / p).resolve()) for p in paths]
-    return ListenerRatings(clip_ids, paths, encode_ratings(labels, space, names))
+    return ListenerRatings(clip_ids, paths, encode_ratings(labels, space, names), transcripts)
 
 
 def _ratings_csv(file: Path, space: LabelSpace):
@@ -260,7 +369,7 @@ def _ratings_csv(file: Path, space: LabelSpace):
     names = [f"{file}:{i + 2}" for i in range(len(df))]
     clip_ids = df["clip_id"].tolist() if "clip_id" in df.columns else None
     paths = df["path"].tolist() if "path" in df.columns else None
-    return clip_ids, paths, labels, names
+    return clip_ids, paths, labels, names, _transcripts(df)
 
 
 def _ratings_json(file: Path, space: LabelSpace):
@@ -273,7 +382,7 @@ def _ratings_json(file: Path, space: LabelSpace):
     if not isinstance(doc, list):
         raise ConfigError(f"{file}: expected a list of ratings (objects with clip_id or path, and label or values)")
     field, other = ("label", "values") if space.is_class else ("values", "label")
-    clip_ids, paths, labels, names = [], [], [], []
+    clip_ids, paths, labels, names, transcripts = [], [], [], [], []
     for i, r in enumerate(doc):
         name = f"{file}: ratings[{i}]"
         if not isinstance(r, dict):
@@ -288,8 +397,12 @@ def _ratings_json(file: Path, space: LabelSpace):
         paths.append(r.get("path"))
         labels.append(r[field])
         names.append(name)
+        t = r.get("transcript")
+        if t is not None and not isinstance(t, str):
+            raise ConfigError(f"{name}: 'transcript' must be text")
+        transcripts.append(t if t is not None and t.strip() else None)
     ids = None if any(c is None for c in clip_ids) else [str(c) for c in clip_ids]
     ps = None if any(p is None for p in paths) else [str(p) for p in paths]
     if ids is None and ps is None:
         raise ConfigError(f"{file}: give every rating a 'clip_id', or every rating a 'path'")
-    return ids, ps, labels, names
+    return ids, ps, labels, names, (transcripts if any(t is not None for t in transcripts) else None)

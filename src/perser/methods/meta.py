@@ -15,6 +15,12 @@ Enrollment runs the learned inner loop on a new listener's K clips; the profile
 holds the adapted head weights (saved as safetensors). Predictions without a profile
 use the meta-learned initial head.
 
+With ``adapt="finetune"`` meta-training is skipped: the same network starts from the
+same consensus model (the paper's SSL-E start), and enrollment is plain fine-tuning of
+the same adapted head with the same inner optimiser (``n_inner_steps`` full-batch
+gradient steps at the fixed learning rate ``inner_lr``, no learned rates). This is the
+fine-tune baseline on exactly meta's start network (registered as ``meta-finetune``).
+
 Losses per label space: log-likelihood of the rated class under the softmax
 (categorical), class-balanced sigmoid cross-entropy (multilabel), 1 − CCC or MSE on
 the unit scale (dimensional). Categorical predictions are class probabilities.
@@ -40,6 +46,10 @@ from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.maml import MAMLPlusPlus, TaskBatch, adapted_query_loss, inner_loop, module_fn
 from perser.methods.neural import NeuralPersonalizer, checkpoint_key
 from perser.methods.training import epoch_loop
+
+
+#: how enrollment adapts the head: the meta-learned inner loop, or plain fine-tuning from the consensus model
+ADAPTS = ("maml", "finetune")
 
 
 class AdaptedHead(nn.Module):
@@ -103,9 +113,16 @@ class MetaPerSER(NeuralPersonalizer):
         Outer (Adam) learning rate, cosine-annealed to ``min_meta_lr`` over ``meta_epochs``.
     use_vmap:
         Evaluate a meta-batch's tasks in one :func:`torch.func.vmap` (else one by one).
+    adapt:
+        ``"maml"``: meta-train the head, enroll with the learned inner loop.
+        ``"finetune"``: no meta-training; enroll by plain fine-tuning of the consensus
+        model's head (``n_inner_steps`` gradient steps at ``inner_lr``): the fine-tune
+        baseline on the same network and start.
     """
 
     name = "meta"
+    #: the default of ``adapt`` (``meta-finetune`` is the same class with ``"finetune"``)
+    default_adapt = "maml"
 
     def __init__(
         self,
@@ -125,9 +142,11 @@ class MetaPerSER(NeuralPersonalizer):
         meta_lr: float = 1e-3,
         min_meta_lr: float = 1e-5,
         use_vmap: bool = True,
+        adapt: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.adapt = self.default_adapt if adapt is None else adapt
         self.init_model = init_model
         self.adapt_layers = adapt_layers
         self.k_support = k_support
@@ -155,6 +174,8 @@ class MetaPerSER(NeuralPersonalizer):
 
     # ----------------------------------------------------------- checking
     def _check_meta_params(self) -> None:
+        if self.adapt not in ADAPTS:
+            raise ConfigError(f"method {self.name!r}: unknown adapt {self.adapt!r}; use one of {ADAPTS}")
         for n in ("k_support", "k_query", "n_inner_steps", "meta_batch_size", "meta_epochs", "iters_per_epoch"):
             v = getattr(self, n)
             if int(v) != v or v < (0 if n == "k_query" else 1):
@@ -250,6 +271,13 @@ class MetaPerSER(NeuralPersonalizer):
             p.requires_grad_(False)
         self.seen_annotators_ = train.annotators
         self._build_head()
+        if self.adapt == "finetune":  # the fine-tune baseline: meta's start, no meta-training
+            steps = int(self.n_inner_steps)
+            self._set_meta({**{f"theta.{k}": v.detach() for k, v in self.head_.named_parameters()},
+                            **{f"lr.{k}": torch.full((steps,), float(self.inner_lr))
+                               for k, _ in self.head_.named_parameters()}})
+            self.meta_history_, self.task_counts_ = [], {}
+            return self
         dev = self.train_device()
         try:
             self._fit_meta(train, valid, dev, torch_dist)
@@ -430,7 +458,7 @@ class MetaPerSER(NeuralPersonalizer):
             after = float(loss_fn(self.head_fn_(params, z), t))
         return Profile(
             method=self.name, annotator=annotator,
-            data={"k": int(len(X)), "n_inner_steps": int(self.n_inner_steps),
+            data={"k": int(len(X)), "adapt": self.adapt, "n_inner_steps": int(self.n_inner_steps),
                   "support_loss_before": before, "support_loss_after": after},
             tensors={k: v.detach().numpy().copy() for k, v in params.items()},
         )
@@ -478,6 +506,13 @@ class MetaPerSER(NeuralPersonalizer):
         self._set_meta({k[5:]: torch.from_numpy(np.array(v, copy=True)) for k, v in arrays.items() if k.startswith("meta.")})
         self.meta_history_ = state.get("meta_history", [])
         self.task_counts_ = state.get("task_counts", {})
+
+
+class MetaFineTune(MetaPerSER):
+    """``meta-finetune``: :class:`MetaPerSER` with ``adapt="finetune"``: the fine-tune
+    baseline on meta's network and consensus start, without meta-training."""
+
+    default_adapt = "finetune"
 
 
 class _LearnerTrainee:

@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 import torch
 
-from perser.errors import ConfigError
+from perser.errors import ConfigError, PerserError
 from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.neural import NeuralPersonalizer, data_fingerprint
 from perser.methods.nets import activate, to_unit
@@ -50,7 +50,7 @@ ARCHITECTURES = ("perser", "tavernor")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
 _FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
-           "_index", "history_", "fit_data_")
+           "_index", "history_", "fit_data_", "listener_noise_")
 
 
 class MultiAnnotatorModel(NeuralPersonalizer):
@@ -167,7 +167,9 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         if self.architecture == "tavernor":
             from perser.methods.tavernor import fit_tavernor
 
-            return fit_tavernor(self, train, valid)
+            fit_tavernor(self, train, valid)
+            self._fit_listener_noise(train)
+            return self
         self._check_fit_options(train)
         full_train = train
         counts = _counts(train.annotator_ids)
@@ -254,7 +256,21 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         finally:
             self.net_.to("cpu")
             self.net_.head.sparse_grad = False
+        self._fit_listener_noise(full_train)
         return self
+
+    def _fit_listener_noise(self, train: RatingSet) -> None:
+        """``listener_noise_``: the noise of the head posterior
+        (:mod:`perser.methods.head_posterior`) fitted on the seen listeners' ratings,
+        kept in the model folder for active enrollment and ``combine="posterior"``;
+        ``None`` (the default is then used, with a counted warning) when no listener
+        has another listener's head to be explained by."""
+        from perser.methods.head_posterior import fit_noise
+
+        try:
+            self.listener_noise_ = [float(v) for v in fit_noise(self, train)]
+        except PerserError:
+            self.listener_noise_ = None
 
     # --------------------------------------------------------------- heads
     @property
@@ -357,11 +373,18 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         return self.net_.head.n_heads
 
     def _extra_state(self) -> dict:
-        return {"head_annotators": list(self.head_annotators_)}
+        state = {"head_annotators": list(self.head_annotators_)}
+        if getattr(self, "listener_noise_", None) is not None:
+            state["listener_noise"] = list(self.listener_noise_)
+        return state
 
     def _restore(self, state: dict, arrays: dict) -> None:
         self.head_annotators_ = list(state["head_annotators"])
         self._index = {a: i for i, a in enumerate(self.head_annotators_)}
+        # absent in folders saved before it was stored: users of the noise fall back to
+        # the default with a counted warning (perser.methods.head_posterior.model_noise)
+        noise = state.get("listener_noise")
+        self.listener_noise_ = None if noise is None else [float(v) for v in noise]
 
 
 class RandomAnnotator(MultiAnnotatorModel):

@@ -18,7 +18,7 @@ from perser.config import TrainConfig
 from perser.errors import ConfigError, PerserWarning, SkipLog
 from perser.methods.base import Personalizer, RatingSet, make_method
 
-__all__ = ["train", "corpus_features", "check_out_dir"]
+__all__ = ["train", "corpus_features", "check_out_dir", "settings_for"]
 
 
 def check_out_dir(out: str | Path, force: bool = False) -> Path:
@@ -34,31 +34,69 @@ def check_out_dir(out: str | Path, force: bool = False) -> Path:
     return out
 
 
-def corpus_features(corpus, features: str, cache_dir: str | Path | None = None, progress: bool = False,
+def settings_for(spec: str, specs: list[str], settings: dict | None) -> dict:
+    """The extractor settings of ``spec`` among ``specs``: ``settings[spec]`` when the
+    settings are keyed by the specs of a list of feature sets, else ``settings`` itself."""
+    fs = dict(settings or {})
+    if len(specs) > 1 and fs and set(fs) <= set(specs):
+        return dict(fs.get(spec) or {})
+    return fs
+
+
+def corpus_features(corpus, features: str | list[str], cache_dir: str | Path | None = None, progress: bool = False,
                     settings: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(X, clip_ids, feature_spec)`` of a corpus from a feature file or the feature store.
 
-    ``settings`` are the extractor's (``pooling``, ``precision`` ...): part of the store
-    key, and recorded in the returned ``feature_spec`` so that audio given to the trained
-    model later is featurised the same way. Clips without features are left out with a
-    counted warning.
+    ``features`` is one spec or a list of specs (e.g. ``[ssl:DIR, text:DIR]``) whose vectors
+    are concatenated per clip (an SSL layer stack contributes its last layer, see
+    :func:`perser.features.text.combine`). ``settings`` are the extractor's (``pooling``,
+    ``precision`` ...; for a list, either shared or keyed by spec): part of the store key,
+    and recorded in the returned ``feature_spec`` (``sets``: one entry per set) so that
+    clips given to the trained model later are featurised the same way. Clips without
+    features are left out with a counted warning.
     """
     from perser.features import Features, extract
 
+    specs = [str(s) for s in features] if isinstance(features, (list, tuple)) else [str(features)]
+    if not specs:
+        raise ConfigError("features: the list of feature sets is empty")
     settings = dict(settings or {})
-    if Features.is_file_spec(features):
+    if len(specs) == 1 and Features.is_file_spec(specs[0]):
         if settings:
-            raise ConfigError(f"feature settings {sorted(settings)} do not apply to a features file ({features})")
-        feats = Features.load(features)
-        return feats.X, feats.clip_ids, {"spec": feats.spec, "file": str(Path(features).resolve())}
-    feats = extract(corpus, features, cache_dir=cache_dir, shard=(0, 1), progress=progress, **settings)
+            raise ConfigError(f"feature settings {sorted(settings)} do not apply to a features file ({specs[0]})")
+        feats = Features.load(specs[0])
+        return feats.X, feats.clip_ids, {"spec": feats.spec, "file": str(Path(specs[0]).resolve())}
+    files = [s for s in specs if Features.is_file_spec(s)]
+    if files:
+        raise ConfigError(f"a features file ({files[0]}) cannot be combined with other feature sets; "
+                          "combine them before exporting, or name extractors")
+    sets, entries = [], []
+    for spec in specs:
+        st = settings_for(spec, specs, settings)
+        f = extract(corpus, spec, cache_dir=cache_dir, shard=None if spec.startswith("text:") else (0, 1),
+                    progress=progress, **st)
+        sets.append(f)
+        entries.append({"spec": f.spec, "key": f.key, **({"settings": st} if st else {})})
+    if len(sets) == 1:
+        feats = sets[0]
+    else:
+        from perser.features.text import combine
+
+        stacks = [f.spec for f in sets if f.X.ndim == 3 and f.X.shape[1] > 1]
+        if stacks:
+            warnings.warn(f"{len(stacks)} SSL layer stack(s) ({', '.join(stacks)}) reduced to their last layer to be "
+                          "concatenated with the other feature sets", PerserWarning, stacklevel=2)
+        feats = combine(sets, last_layer=True)
     if feats.failures:
         cid, msg = next(iter(feats.failures.items()))
         warnings.warn(
-            f"{len(feats.failures)} clips have no {features} features and are left out (e.g. {cid}: {msg})",
+            f"{len(feats.failures)} clips have no {feats.spec} features and are left out (e.g. {cid}: {msg})",
             PerserWarning, stacklevel=2,
         )
-    return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key, **({"settings": settings} if settings else {})}
+    if len(sets) == 1:
+        return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key,
+                                         **({"settings": settings} if settings else {})}
+    return feats.X, feats.clip_ids, {"spec": feats.spec, "key": feats.key, "sets": entries}
 
 
 def train(config: TrainConfig, out: str | Path | None = None, *, force: bool = False, progress: bool = False,

@@ -12,7 +12,13 @@ predicts with the best one:
 
 Options: ``per_dimension=True`` picks the best head for each dimension on its own (the
 "one-to-two" mapping); ``top_k > 1`` averages the ``top_k`` best heads with weights
-``softmax(score / temperature)``. Ties are broken by the lower absolute error
+``softmax(score / temperature)``. ``combine="posterior"`` predicts with the posterior
+over heads instead of the best one(s): every head weighted by its posterior probability
+given the K labels (:mod:`perser.methods.head_posterior`: a lapse or Gaussian
+likelihood whose noise is fitted on the seen listeners at training time -- the posterior
+active enrollment selects with), the heads holding all but ``1e-4`` of the mass kept
+(at most :data:`MAX_POSTERIOR_HEADS`). It reduces to the best head when the posterior
+is one-hot; ``score``, ``top_k`` and ``temperature`` are then not used. Ties are broken by the lower absolute error
 (dimensional) or by the head order. The profile records the chosen head(s) — seen
 annotator ids — their scores, and the ten best heads.
 
@@ -40,6 +46,9 @@ from perser.methods.nets import to_unit
 from perser.methods.tavernor import tavernor_ccc
 
 SCORES = ("auto", "ccc", "ccc_tavernor", "mae", "loglik", "f1")
+COMBINES = ("top1", "posterior")
+#: most heads a ``combine="posterior"`` profile keeps (the most probable ones)
+MAX_POSTERIOR_HEADS = 100
 
 #: heads recorded in a profile's ``ranking``
 RANKING = 10
@@ -64,18 +73,49 @@ class SimilarAnnotator(MultiAnnotatorModel):
         Average the ``top_k`` best heads (1: copy the best head).
     temperature:
         Softness of the top-k weights ``softmax(score / temperature)``.
+    combine:
+        ``"top1"`` (the best ``top_k`` head(s) by ``score``, the authors' enrollment) or
+        ``"posterior"`` (all heads weighted by their posterior probability; see the
+        module docstring).
+    finetune_after_copy:
+        ``architecture="tavernor"`` only: in an evaluation, after every listener of a
+        (seed, fold, K) is enrolled, fine-tune a copy of the whole network on those
+        listeners' ratings of all the fold's training clips, each listener's head started
+        as the copy of their chosen head, as Tavernor & Mower Provost's code does after
+        its zero-shot test (:func:`perser.methods.tavernor.finetune_copies`; the
+        ``similar-finetuned`` method has it on). A listener then contributes every
+        training-fold rating, not only K; enrolling one listener alone (``enroll``)
+        stays the copy.
     **kwargs:
         Hyper-parameters of :class:`~perser.methods.multi.MultiAnnotatorModel`.
     """
 
     name = "similar"
 
-    def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1, **kwargs):
+    def __init__(self, score: str = "auto", per_dimension: bool = False, top_k: int = 1, temperature: float = 0.1,
+                 combine: str = "top1", finetune_after_copy: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.score = score
         self.per_dimension = per_dimension
         self.top_k = top_k
         self.temperature = temperature
+        self.combine = combine
+        self.finetune_after_copy = finetune_after_copy
+
+    def adapts(self) -> bool:
+        return bool(self.finetune_after_copy)
+
+    def adapt(self, profiles: dict, target: RatingSet, valid: RatingSet | None = None):
+        """The authors' fine-tuning after the head copy for the enrolled listeners of
+        ``profiles`` on their ``target`` ratings (:func:`perser.methods.tavernor.finetune_copies`):
+        ``(adapted copy, each listener's profile in it)``."""
+        self._check_fitted()
+        if self.architecture != "tavernor":
+            raise ConfigError(f"method {self.name!r}: finetune_after_copy is the authors' fine-tuning of their "
+                              "network; it needs architecture 'tavernor'")
+        from perser.methods.tavernor import finetune_copies
+
+        return finetune_copies(self, profiles, target, valid)
 
     def _check_options(self, kind: str) -> None:
         check_score(self.name, self.score, kind)
@@ -85,6 +125,15 @@ class SimilarAnnotator(MultiAnnotatorModel):
             raise ConfigError(f"method {self.name!r}: top_k must be at least 1, got {self.top_k}")
         if not float(self.temperature) > 0:
             raise ConfigError(f"method {self.name!r}: temperature must be positive, got {self.temperature}")
+        if self.combine not in COMBINES:
+            raise ConfigError(f"method {self.name!r}: unknown combine {self.combine!r}; use one of {COMBINES}")
+        if self.combine == "posterior" and self.per_dimension:
+            raise ConfigError(f"method {self.name!r}: combine='posterior' weighs whole heads; it cannot be "
+                              "combined with per_dimension=True")
+        if self.finetune_after_copy and (self.architecture != "tavernor" or int(self.top_k) != 1 or self.per_dimension
+                                         or self.combine != "top1"):
+            raise ConfigError(f"method {self.name!r}: finetune_after_copy (the authors' fine-tuning) needs "
+                              "architecture 'tavernor', top_k=1, combine='top1' and per_dimension=false")
 
     def _check_fit_options(self, train: RatingSet) -> None:
         super()._check_fit_options(train)
@@ -111,8 +160,11 @@ class SimilarAnnotator(MultiAnnotatorModel):
 
         Every head is scored; with the log-likelihood score and many heads the best ones
         are found by a two-stage search that scores exactly only the heads that can still
-        be among them (:func:`screened_best_loglik`) — same heads, same scores.
+        be among them (:func:`screened_best_loglik`) — same heads, same scores. With
+        ``combine="posterior"`` the heads are weighted by their posterior probability.
         """
+        if getattr(self, "combine", "top1") == "posterior":
+            return self._enroll_posterior(X, y, annotator)
         n = max(int(self.top_k), RANKING)
         if self._screens(n):
             X, y = self._check_support(X, y)
@@ -145,6 +197,25 @@ class SimilarAnnotator(MultiAnnotatorModel):
         data["ranking"] = [[names[h], float(v)] for h, v in zip(best[:RANKING], scores[:RANKING])]
         return Profile(method=self.name, annotator=annotator, data=data)
 
+    def _enroll_posterior(self, X: np.ndarray, y: np.ndarray, annotator: str | None) -> Profile:
+        """``combine="posterior"``: the heads weighted by their posterior probability."""
+        from perser.methods.head_posterior import head_posterior, model_noise
+
+        self._check_fitted()
+        self._check_options(self.space_.kind)
+        X, y = self._check_support(X, y)
+        w = head_posterior(self, X, y, model_noise(self))
+        order = np.argsort(-w, kind="stable")  # ties: the head order
+        mass = np.cumsum(w[order])
+        n = min(int(np.searchsorted(mass, 1 - 1e-4)) + 1, MAX_POSTERIOR_HEADS, len(order))
+        top = order[:n]
+        names = self.head_annotators_
+        kept = w[top] / w[top].sum()
+        data = {"criterion": "posterior", "k": int(len(X)), "heads": [names[h] for h in top],
+                "weights": [float(v) for v in kept], "scores": [float(v) for v in w[top]],
+                "ranking": [[names[h], float(w[h])] for h in order[:RANKING]]}
+        return Profile(method=self.name, annotator=annotator, data=data)
+
     def predict(self, profile: Profile | None, X: np.ndarray) -> Predictions:
         """The chosen head(s); without a profile the consensus head (or the mean of all heads)."""
         self._check_fitted()
@@ -154,6 +225,19 @@ class SimilarAnnotator(MultiAnnotatorModel):
         if self.has_consensus_head:
             return self._predict_heads({"heads": [CONSENSUS]}, X)
         return self._predictions(self.head_outputs(X).mean(dim=1), activated=True)
+
+
+class SimilarFinetuned(SimilarAnnotator):
+    """``similar-finetuned``: :class:`SimilarAnnotator` with ``finetune_after_copy=True``
+    (and ``architecture="tavernor"``): Tavernor & Mower Provost's copy of the most similar
+    head followed by their fine-tuning of the whole network on the target training fold.
+    Shares its base fit with ``similar`` (same network and training settings)."""
+
+    name = "similar-finetuned"
+    kinds = ("dimensional",)
+
+    def __init__(self, finetune_after_copy: bool = True, architecture: str = "tavernor", **kwargs):
+        super().__init__(finetune_after_copy=finetune_after_copy, architecture=architecture, **kwargs)
 
 
 def check_score(method: str, score: str, kind: str, option: str = "score") -> None:
