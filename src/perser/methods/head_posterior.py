@@ -124,13 +124,16 @@ def head_posterior(model, X: np.ndarray, y: np.ndarray, noise) -> np.ndarray:
     return w / w.sum()
 
 
-def fit_noise(model, train, max_listeners: int = 400) -> np.ndarray:
+def fit_noise(model, train, max_listeners: int = 400, max_clips: int = 200, chunk: int = 64) -> np.ndarray:
     """The likelihood's noise that best explains each seen listener of ``train`` (a
     :class:`~perser.methods.base.RatingSet`) by the mixture of the *other* listeners'
     heads (leave-own-head-out marginal likelihood, maximised on :data:`EPS_GRID` or,
     per dimension, :data:`SIGMA_GRID`). At most ``max_listeners`` listeners (the first
-    in sorted order) are used; head outputs are computed one listener at a time, so
-    memory stays at one listener's clips times the heads."""
+    in sorted order) are used, each with at most ``max_clips`` of their ratings (evenly
+    spaced in their order; a corpus's busiest listeners rate tens of thousands of clips).
+    Head outputs are computed ``chunk`` clips at a time and the per-head log-likelihoods
+    summed over the chunks, so memory stays at ``chunk`` clips times the heads whatever
+    the number of ratings, and the cost is bounded by ``max_listeners * max_clips`` clips."""
     kind = model.space_.kind
     names = list(model.head_annotators_)
     index = {a: i for i, a in enumerate(names)}
@@ -146,19 +149,25 @@ def fit_noise(model, train, max_listeners: int = 400) -> np.ndarray:
             keep[index[a]] = False
         if keep.sum() == 0:
             continue
-        m = ids == a
-        out = model.head_outputs(train.X[train.clip_index[m]], activated=True).numpy().astype(np.float64)[:, keep]
-        y = train.y[m]
+        rows = np.flatnonzero(ids == a)
+        if len(rows) > int(max_clips):
+            rows = rows[np.unique(np.linspace(0, len(rows) - 1, int(max_clips)).round().astype(np.int64))]
         used += 1
-        if kind == "dimensional":
-            yu = unit_values(model, y)
-            for g, s in enumerate(grid):
-                for d in range(D):
-                    totals[g, d] += float(logmeanexp(loglik_dims(out[:, :, d:d + 1], yu[:, d:d + 1], np.array([s]))))
-        else:
-            codes = answer_codes(y, kind)
-            for g, e in enumerate(grid):
-                totals[g, 0] += float(logmeanexp(loglik_classes(factor_probs(out, kind, e), codes)))
+        ll = np.zeros((len(grid), D, int(keep.sum())))  # per grid value (and dimension): [heads], summed over clips
+        for c in range(0, len(rows), int(chunk)):
+            r = rows[c : c + int(chunk)]
+            out = model.head_outputs(train.X[train.clip_index[r]], activated=True).numpy().astype(np.float64)[:, keep]
+            y = train.y[r]
+            if kind == "dimensional":
+                yu = unit_values(model, y)
+                for g, sg in enumerate(grid):
+                    for d in range(D):
+                        ll[g, d] += loglik_dims(out[:, :, d:d + 1], yu[:, d:d + 1], np.array([sg]))
+            else:
+                codes = answer_codes(y, kind)
+                for g, e in enumerate(grid):
+                    ll[g, 0] += loglik_classes(factor_probs(out, kind, e), codes)
+        totals += logmeanexp(ll)
     if not used:
         raise PerserError("fit_noise: no seen listener to fit the noise on (a listener needs another listener's head)")
     return np.array([grid[int(i)] for i in np.argmax(totals, axis=0)], dtype=np.float64)

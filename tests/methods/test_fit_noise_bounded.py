@@ -1,0 +1,70 @@
+"""The listener-noise fit of a multi-annotator model at scale: computed a few clips at a
+time (the same numbers as all at once) and from at most ``max_clips`` ratings per
+listener, so that a corpus whose busiest listeners rate tens of thousands of clips does
+not build a ``[clips x heads x classes]`` array of tens of gigabytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perser.methods import make_method
+from perser.methods.head_posterior import EPS_GRID, fit_noise, logmeanexp
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from .conftest import FAST, Synth
+
+    out = {}
+    for kind in ("categorical", "dimensional"):
+        s = Synth(kind, n_annotators=6, n_clips=150, seed=4)
+        out[kind] = (s, make_method("similar", min_ratings=5, **{**FAST, "epochs": 3}).fit(s.train))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["categorical", "dimensional"])
+def test_chunks_give_the_same_noise_and_bound_the_rows_per_product(fitted, kind, monkeypatch):
+    s, m = fitted[kind]
+    whole = fit_noise(m, s.train, chunk=10_000)
+    sizes = []
+    real = type(m).head_outputs
+
+    def head_outputs(self, X, activated=True):
+        sizes.append(len(X))
+        return real(self, X, activated)
+
+    monkeypatch.setattr(type(m), "head_outputs", head_outputs)
+    np.testing.assert_array_equal(fit_noise(m, s.train, chunk=7), whole)
+    assert max(sizes) <= 7 and sum(sizes) == len(s.train)  # every rating once, 7 clips at a time
+
+
+def test_at_most_max_clips_per_listener(fitted, monkeypatch):
+    """Each listener's clips are capped at ``max_clips`` (evenly spaced), and the noise is
+    what the capped ratings give when fitted in full."""
+    s, m = fitted["categorical"]
+    sizes = []
+    real = type(m).head_outputs
+
+    def head_outputs(self, X, activated=True):
+        sizes.append(len(X))
+        return real(self, X, activated)
+
+    monkeypatch.setattr(type(m), "head_outputs", head_outputs)
+    capped = fit_noise(m, s.train, max_clips=20, chunk=1000)
+    n_listeners = len(set(s.train.annotator_ids))
+    assert sizes == [20] * n_listeners
+    # by hand: the same listeners, each on its 20 evenly spaced ratings, all heads but its own
+    from perser.methods.head_posterior import answer_codes, factor_probs, loglik_classes
+
+    monkeypatch.setattr(type(m), "head_outputs", real)
+    ids = np.asarray(s.train.annotator_ids).astype(str)
+    totals = np.zeros(len(EPS_GRID))
+    for a in sorted(set(ids)):
+        rows = np.flatnonzero(ids == a)
+        rows = rows[np.unique(np.linspace(0, len(rows) - 1, 20).round().astype(np.int64))]
+        keep = np.array([h != a for h in m.head_annotators_])
+        out = m.head_outputs(s.train.X[s.train.clip_index[rows]]).numpy().astype(np.float64)[:, keep]
+        for g, e in enumerate(EPS_GRID):
+            totals[g] += logmeanexp(loglik_classes(factor_probs(out, "categorical", e), answer_codes(s.train.y[rows], "categorical")))
+    assert capped[0] == EPS_GRID[int(np.argmax(totals))]
