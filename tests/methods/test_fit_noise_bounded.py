@@ -68,3 +68,19 @@ def test_at_most_max_clips_per_listener(fitted, monkeypatch):
         for g, e in enumerate(EPS_GRID):
             totals[g] += logmeanexp(loglik_classes(factor_probs(out, "categorical", e), answer_codes(s.train.y[rows], "categorical")))
     assert capped[0] == EPS_GRID[int(np.argmax(totals))]
+
+
+def test_categorical_answer_probability_path_equals_the_factor_form(fitted):
+    """The categorical branch takes the answer's probability once ([clips, heads]) instead of
+    a factor array per lapse value; per listener and lapse it gives the factor form's
+    log-likelihood."""
+    from perser.methods.head_posterior import answer_codes, factor_probs, loglik_classes
+
+    s, m = fitted["categorical"]
+    X, y = s.train.X[s.train.clip_index[:50]], s.train.y[:50]
+    out = m.head_outputs(X).numpy().astype(np.float64)
+    py = np.take_along_axis(out, answer_codes(y, "categorical")[:, None, :], axis=2)[..., 0]
+    for e in EPS_GRID:
+        np.testing.assert_allclose(np.log((1 - e) * py + e / out.shape[-1]).sum(axis=0),
+                                   loglik_classes(factor_probs(out, "categorical", e), answer_codes(y, "categorical")),
+                                   rtol=1e-12)

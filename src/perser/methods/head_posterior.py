@@ -163,6 +163,11 @@ def fit_noise(model, train, max_listeners: int = 400, max_clips: int = 200, chun
                 for g, sg in enumerate(grid):
                     for d in range(D):
                         ll[g, d] += loglik_dims(out[:, :, d:d + 1], yu[:, d:d + 1], np.array([sg]))
+            elif kind == "categorical":  # only the answer's probability matters: [n, H], not [n, H, 1, C] per lapse
+                C = out.shape[-1]
+                py = np.take_along_axis(out, answer_codes(y, kind)[:, None, :], axis=2)[..., 0]
+                for g, e in enumerate(grid):
+                    ll[g, 0] += np.log((1 - e) * py + e / C).sum(axis=0)
             else:
                 codes = answer_codes(y, kind)
                 for g, e in enumerate(grid):
