@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--methods", default="similar,finetune,meta")
     ap.add_argument("--strategies", default="random;active", help="strategy specs separated by ;")
     ap.add_argument("--param", action="append", default=[], help="STRATEGY.KEY=VALUE")
+    ap.add_argument("--method-param", action="append", default=[],
+                    help="METHOD.KEY=VALUE over the demo's method settings (e.g. similar.combine=posterior)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -106,18 +108,24 @@ def main() -> None:
         key, _, value = item.partition("=")
         strat, _, name = key.rpartition(".")
         params.setdefault(strat, {})[name] = yaml.safe_load(value)
+    mparams: dict = {}
+    for item in args.method_param:
+        key, _, value = item.partition("=")
+        meth, _, name = key.partition(".")
+        mparams.setdefault(meth, {})[name] = yaml.safe_load(value)
     methods = args.methods.split(",")
     strategies = args.strategies.split(";")
     cfg, data, plan = load(args.demo, args.space, args.mode, ["consensus", *methods], strategies, params,
                            [int(s) for s in args.seeds.split(",")])
     n_list = len({a.annotator for s in plan for a in s.assignments["unseen"]})
     t0 = time.perf_counter()
-    out = run_plan(data, plan, {m: cfg.method_params.get(m, {}) for m in methods}, progress=False,
+    out = run_plan(data, plan, {m: {**cfg.method_params.get(m, {}), **mparams.get(m, {})} for m in methods},
+                   progress=False,
                    strategies=StrategyPlan(strategies, params))
     secs = time.perf_counter() - t0
     res = score_blocks(out.blocks, data, style_column="style")
     print(f"# {args.mode} mode, space {args.space}, {n_list} listeners, methods {methods}, strategies {strategies} "
-          f"{params or ''}; run {secs:.0f} s")
+          f"{params or ''} {mparams or ''}; run {secs:.0f} s")
     rows, goals = [], []
     for metric in METRICS[args.space]:
         pl = per_listener(res, metric)

@@ -2,7 +2,9 @@
 
 The real corpora (MSP-Podcast, IEMOCAP, MSP-IMPROV, MuSE) are not on this machine, so the
 recipe's methods and settings (``perser/recipes/tavernor-iemocap.yaml``: the authors'
-network and head training, ``similar`` with the authors' CCC, paper-mode metrics) run on
+network and head training, their consensus baseline (``consensus``), ``similar`` with the
+authors' CCC, the authors' fine-tuning after the copy and of the baseline
+(``similar-finetuned``, ``consensus-finetuned``), paper-mode metrics) run on
 the synthetic demo corpus instead: its seen listeners train, its new listeners are
 enrolled with K ratings of training-fold clips and tested on clips of unseen speakers.
 ``similar-perser`` is perser's default ``similar`` network on the same splits, for

@@ -70,7 +70,8 @@ class ExperimentConfig(BaseModel):
     mapping: LabelMapping | None = Field(None, description="mapping of the evaluation corpus's labels")
     train_mapping: LabelMapping | None = Field(None, description="mapping of the training corpus's labels (cross-corpus)")
     features: str | list[str] = Field(
-        "egemaps", description="feature spec for perser.features.extract, or a list of specs whose vectors are "
+        "egemaps", description="feature spec for perser.features.extract or a precomputed feature file (.npz, "
+                               ".parquet, .csv; see perser.features.Features.load), or a list of specs whose vectors are "
                                "concatenated per clip (e.g. [ssl:DIR, text:DIR]; with a list, feature_settings may be "
                                "keyed by spec)")
     feature_cache: Path | None = Field(None, description="feature store folder (default: perser's cache)")
@@ -80,8 +81,13 @@ class ExperimentConfig(BaseModel):
                     "chunk_seconds, pad_unmasked; both: max_duration); use those `perser extract` used")
     workers: int = Field(1, ge=1, description="feature extraction processes")
     # ---- methods
-    methods: list[str] | None = Field(None, description="registry names; default: every registered method")
+    methods: list[str] | None = Field(None, description="registry names; default: every registered method but the opt-in similar-finetuned")
     method_params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="hyper-parameters per method")
+    device: str | None = Field(None, description="where the neural methods train: auto, cpu, cuda, cuda:N (each "
+                               "method that has a device hyper-parameter; method_params override it)")
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(
+        None, description="training arithmetic of the neural methods: auto (bfloat16 autocast on a GPU that has it), "
+                          "fp32 or bf16 (as device)")
     baseline: str = Field("consensus", description="method every other is compared with")
     # ---- protocol
     scenarios: list[Literal["unseen", "seen"]] = Field(default_factory=lambda: ["unseen", "seen"])
@@ -91,6 +97,11 @@ class ExperimentConfig(BaseModel):
     n_folds: int = Field(5, ge=2)
     fold_by: Literal["auto", "speaker", "session", "fold", "split"] = "auto"
     folds: list[str | int] | None = Field(None, description="run only these folds (names)")
+    folds_file: Path | None = Field(
+        None, description="fixed folds of the evaluation corpus from a JSON file in the format of Tavernor & Mower "
+                          "Provost's stored folds ({fold: {train_fnames: [...], val_fnames: [...], test_fnames: "
+                          "[...]}}, clip file names; see perser.evaluate.fold_file): the same folds for every seed, "
+                          "instead of fold_by/n_folds; val_fnames clips are neither enrolled nor tested")
     unseen_column: str | None = Field(None, description="boolean annotators.csv column marking new listeners")
     unseen_fraction: float = Field(0.25, ge=0, lt=1, description="fraction of listeners held out as unseen "
                                    "(0: none, only the seen-listener scenario)")
@@ -104,9 +115,16 @@ class ExperimentConfig(BaseModel):
     min_test: int = Field(5, ge=1, description="fewest test ratings a listener needs")
     common_listeners: bool = Field(True, description="keep only listeners eligible for every K")
     min_train_ratings: int = Field(1, ge=1, description="fewest training ratings of a seen listener")
+    min_fold_train_ratings: int = Field(0, ge=0, description="fewest ratings an evaluated listener needs among the "
+                                        "fold's training clips of the evaluation corpus (0: no such filter); "
+                                        "Tavernor & Mower Provost keep target annotators with at least 30")
     train_splits: list[str] | None = Field(None, description="cross-corpus: train only on the training corpus's "
                                                              "clips of these official splits (clips.split, e.g. "
                                                              "[train] for MSP-Podcast; never its test sets)")
+    valid_splits: list[str] | None = Field(None, description="cross-corpus: stop early on the training corpus's clips "
+                                                             "of these official splits (e.g. [development] for "
+                                                             "MSP-Podcast) instead of a held-out share of the "
+                                                             "training clips; they are never trained on")
     # ---- scoring and output
     pool_folds: bool = True
     threshold: float | None = Field(None, gt=0, lt=1, description="multilabel decision threshold (default: each "
@@ -144,7 +162,7 @@ class ExperimentConfig(BaseModel):
     def resolved(self) -> dict:
         """The configuration as plain data with absolute paths (what ``config.yaml`` in a run folder holds)."""
         doc = self.model_dump(mode="json")
-        for key in ("corpus", "eval_corpus", "feature_cache", "out"):
+        for key in ("corpus", "eval_corpus", "feature_cache", "out", "folds_file"):
             if doc.get(key) is not None:
                 doc[key] = str(Path(doc[key]).absolute())
         if doc.get("out") is None:
@@ -325,7 +343,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path is not None:
         file_doc = read_yaml(path)
         folder = Path(path).resolve().parent
-        for key in ("corpus", "eval_corpus", "feature_cache", "out"):
+        for key in ("corpus", "eval_corpus", "feature_cache", "out", "folds_file"):
             v = file_doc.get(key)
             if isinstance(v, str) and not _ENV.search(v) and not os.path.isabs(v) and key != "out":
                 file_doc[key] = str(folder / v)

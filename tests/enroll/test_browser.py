@@ -165,3 +165,52 @@ def test_a_listener_moves_sliders_in_a_dimensional_space(dim_server, browser):
     browser.find_element(By.ID, "compare-btn").click()
     wait.until(lambda d: "arousal" in d.find_element(By.ID, "personal").text)
     assert "valence" in browser.find_element(By.ID, "consensus").text
+
+
+def test_an_uploaded_recording_is_compared_through_the_file_input(server, browser, tmp_path):
+    """The listener picks a WAV file in the page's file input; the page shows their
+    personal prediction next to the consensus one for that recording."""
+    import base64
+    import json
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from perser.serve.service import Clip, PredictRequest
+
+    url, service, X, W, kit = server
+    for cid in ("c001", "c002", "c003", "c004", "c005"):  # max labels like seen listener a1
+        i = int(cid[1:])
+        lab = kit.CAT.classes[int(kit.label(kit.CAT, X[i:i + 1], W["a1"])[0])]
+        req = urllib.request.Request(f"{url}/listeners/max/answers", data=json.dumps({"clip_id": cid, "label": lab}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+    wav = tmp_path / "mine.wav"
+    kit.tone(wav, 233.0, seconds=0.8)
+    wait = WebDriverWait(browser, 60)
+    browser.get(url + "/?listener=max")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "progress"), "(5 of 5"))
+    browser.find_element(By.ID, "finish").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "compare")))
+    browser.find_element(By.ID, "upload").send_keys(str(wav))  # the file chooser, as a listener fills it
+    browser.find_element(By.ID, "compare-btn").click()
+    wait.until(lambda d: d.find_element(By.ID, "personal").text not in ("", "-")
+               or d.find_element(By.ID, "compare-error").text)
+    assert browser.find_element(By.ID, "compare-error").text == ""
+    # what the service predicts for this recording (real eGeMAPS extraction of the upload)
+    b64 = base64.b64encode(wav.read_bytes()).decode()
+    name = service.model_for(None).name
+    clip = Clip(id="upload", audio=b64)
+    personal = service.predict(PredictRequest(listener="max", model=name, clips=[clip]))["predictions"][0]
+    consensus = service.predict(PredictRequest(model=name, clips=[clip]))["predictions"][0]
+    assert browser.find_element(By.ID, "personal").text == personal["label"]
+    assert browser.find_element(By.ID, "consensus").text == consensus["label"]
+    rows = {r.find_element(By.TAG_NAME, "th").text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+            for r in browser.find_elements(By.CSS_SELECTOR, "#compare-body tr")}
+    assert set(rows) == set(kit.CAT.classes)
+    for c in kit.CAT.classes:  # the table shows the upload's probabilities, not a pool clip's
+        assert rows[c] == [f"{100 * personal['proba'][c]:.0f}%", f"{100 * consensus['proba'][c]:.0f}%"]
+    assert personal["proba"] != consensus["proba"]

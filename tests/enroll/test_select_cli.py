@@ -103,3 +103,21 @@ def test_select_errors_name_the_culprit(trained):
     assert "nope" in str(r.exception)
     r = _run(app, [str(root / "model"), "--pool", str(root / "dup.csv"), "--features", feats, "--strategy", "best"])
     assert "unknown enrollment strategy 'best'" in str(r.exception)
+
+
+def test_select_uses_the_noise_fitted_at_training_time(trained):
+    app, root, feats, X, ids, W, classes = trained
+    model = load_model(root / "model")
+    assert model.listener_noise_ is not None  # stored in the model folder by `perser train`
+    pd.DataFrame({"clip_id": ids[:40]}).to_csv(root / "pool40.csv", index=False)
+    pd.DataFrame({"clip_id": ids[:2], "emotion": [classes[0], classes[1]]}).to_csv(root / "two.csv", index=False)
+    r = _run(app, [str(root / "model"), "--pool", str(root / "pool40.csv"), "--ratings", str(root / "two.csv"),
+                   "--k", "3", "--features", feats, "-p", "criterion=head"])
+    assert r.exit_code == 0, r.output
+    gains = pd.read_csv(io.StringIO(r.stdout))["expected_gain"].to_numpy()
+    y = np.array([0, 1])
+    fitted = make_strategy("active", criterion="head", noise=model.listener_noise_[0]).fit(model)
+    np.testing.assert_allclose(gains, fitted.select(X[:40], 3, rated=[0, 1], y=y).gains, atol=1e-5)
+    assert model.listener_noise_[0] != 0.1  # the toy listeners are noisier than the default, and it shows
+    default = make_strategy("active", criterion="head", noise=0.1).fit(model)
+    assert not np.allclose(gains, default.select(X[:40], 3, rated=[0, 1], y=y).gains, atol=1e-5)

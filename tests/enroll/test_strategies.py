@@ -240,7 +240,7 @@ def test_bad_input_is_named(fake):
         space_ = CAT
 
     with pytest.raises(ConfigError, match="no trunk embedding"):
-        ActiveStrategy().fit(NoHeads())
+        ActiveStrategy(criterion="model-change").fit(NoHeads())
     with pytest.raises(ConfigError, match="needs a method with seen-listener heads"):
         ActiveStrategy(criterion="head").fit(NoHeads())
 
@@ -297,3 +297,58 @@ def test_density_weighting_passes_over_an_outlier(fake):
     plain = ActiveStrategy(criterion="head", noise=0.05, density=0).fit(Keyed()).select(X, 1)
     dense = ActiveStrategy(criterion="head", noise=0.05, density=2).fit(Keyed()).select(X, 1)
     assert plain.indices[0] == 0 and dense.indices[0] == 1
+
+
+class _ProbaModel:
+    """A method without heads whose prediction for clip key i is ``table[i]``; once
+    enrolled, the clips it was enrolled on are predicted with certainty."""
+
+    name = "proba"
+
+    def __init__(self, space, table):
+        self.space_ = space
+        self.table = np.asarray(table, dtype=np.float64)
+
+    def enroll(self, X, y):
+        from perser.methods.base import Profile
+
+        return Profile(method=self.name, annotator=None, data={"seen": np.asarray(X)[:, 0].astype(int).tolist()})
+
+    def predict(self, profile, X):
+        from perser.methods.base import Predictions
+
+        keys = np.asarray(X)[:, 0].astype(int)
+        p = self.table[keys].copy()
+        for j, k in enumerate(keys):
+            if profile is not None and k in profile.data["seen"]:
+                p[j] = np.eye(p.shape[1])[0]
+        return Predictions(self.space_, proba=p)
+
+
+def test_uncertainty_asks_what_the_personal_model_is_least_sure_of():
+    t = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.34, 0.33, 0.33], [0.6, 0.2, 0.2]])
+    m = _ProbaModel(CAT, t)
+    s = ActiveStrategy(criterion="uncertainty", density=0).fit(m)
+    assert s.criterion_ == "uncertainty"
+    sess = s.session(K(4))
+    first = sess.select(1)
+    assert first.indices.tolist() == [2]
+    assert first.gains[0] == pytest.approx(-(t[2] * np.log(t[2])).sum())
+    assert sess.select(3).indices.tolist() == [2, 1, 3]  # batch: most uncertain first
+    # the answers enroll the model, and what it became sure of is not asked again
+    assert sess.order(np.zeros(4, dtype=np.int64), 4).indices.tolist() == [2, 1, 3, 0]
+    # the default for a method without heads in a class space, without the density weight
+    auto = ActiveStrategy().fit(m)
+    assert (auto.criterion_, auto.density_) == ("uncertainty", 0.0)
+    assert auto.select(K(4), 1).indices.tolist() == [2]
+    assert ActiveStrategy(density=2).fit(m).density_ == 2.0
+    with pytest.raises(ConfigError, match="'uncertainty' needs a class space"):
+        ActiveStrategy(criterion="uncertainty").fit(_ProbaModel(DIM, t[:, :2]))
+
+
+def test_default_density_follows_the_methods_prediction(fake):
+    m = fake(CAT, agree_disagree_table())
+    assert ActiveStrategy(noise=0.1).fit(m).density_ == 2.0  # top-1 prediction: typical clips weighted up
+    m.combine = "posterior"
+    assert ActiveStrategy(noise=0.1).fit(m).density_ == 0.0  # posterior-weighted prediction: plain EPIG
+    assert ActiveStrategy(noise=0.1, density=1).fit(m).density_ == 1.0

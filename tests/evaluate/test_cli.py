@@ -27,10 +27,10 @@ def test_demo_quick(demo):
     assert "unseen listeners" in text and "seen listeners" in text and "demo finished" in text
     s = pd.read_csv(run / "summary.csv")
     from perser.evaluate.demo import QUICK_METHOD_PARAMS
-    from perser.methods import available_methods
+    from perser.methods import default_methods
 
-    # every method but the Meta-PerSER paper's fine-tune baseline (benchmarks/papers/meta_demo.py runs it)
-    assert set(s["method"]) == set(QUICK_METHOD_PARAMS) == set(available_methods()) - {"meta-finetune"}
+    # opt-in methods (similar-finetuned, the Meta-PerSER recipe's meta-finetune) only when named
+    assert set(s["method"]) == set(QUICK_METHOD_PARAMS) == set(default_methods())
     assert set(s["k"]) == {5, 10}
     assert not s.query("metric == 'retrieval' and method == 'similar'").empty
     # a second run refuses to overwrite the run folder

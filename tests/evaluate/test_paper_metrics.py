@@ -159,6 +159,29 @@ def test_predictions_frame_columns_per_space():
     assert predictions_frame([b], ml)["label"].tolist() == ["a;b"]
 
 
+def test_predictions_frame_of_many_blocks_keeps_every_row_in_order():
+    """The frame joined over many blocks (one empty) equals the blocks' rows one after another."""
+    rng = np.random.default_rng(0)
+    cat = LabelSpace("emo", "categorical", classes=("a", "b", "c"))
+    blocks = []
+    for i in range(40):
+        n = 0 if i == 7 else int(rng.integers(1, 6))
+        p = rng.dirichlet(np.ones(3), size=n)
+        blocks.append(Block(f"m{i % 3}", ("seen", "unseen")[i % 2], 5 + i % 2, i % 2, str(i % 4), f"L{i}",
+                            np.array([f"c{i}-{j}" for j in range(n)], dtype=object), rng.integers(0, 3, size=n), proba=p))
+    df = predictions_frame(blocks, cat)
+    assert len(df) == sum(len(b.clip_ids) for b in blocks)
+    row = 0
+    for b in blocks:
+        for j in range(len(b.clip_ids)):
+            r = df.iloc[row]
+            assert (r["method"], r["scenario"], r["k"], r["seed"], r["fold"], r["listener"], r["clip_id"]) == (
+                b.method, b.scenario, b.k, b.seed, b.fold, b.annotator, b.clip_ids[j])
+            assert r["label"] == "abc"[b.y[j]] and [r["p_a"], r["p_b"], r["p_c"]] == list(b.proba[j])
+            row += 1
+    assert df["k"].dtype == np.int64 and df["seed"].dtype == np.int64
+
+
 def test_train_splits_keep_the_named_official_splits_only():
     from perser.errors import ConfigError
     from perser.evaluate.data import _keep_splits
@@ -169,7 +192,27 @@ def test_train_splits_keep_the_named_official_splits_only():
     c, r = _keep_splits(clips, ratings, ["train"], "pod", notes)
     assert list(c.index) == ["a", "d"] and r["clip_id"].tolist() == ["a", "d", "d"]
     assert "2 clips of other splits left out" in notes[0]
-    with pytest.raises(ConfigError, match="no split \\['Train'\\]"):
-        _keep_splits(clips, ratings, ["Train"], "pod", [])
+    with pytest.raises(ConfigError, match="train_splits: corpus 'pod' has no split \\['final'\\]"):
+        _keep_splits(clips, ratings, ["final"], "pod", [])
     with pytest.raises(ConfigError, match="no official split"):
         _keep_splits(clips.drop(columns="split"), ratings, ["train"], "pod", [])
+
+
+def test_valid_splits_keep_the_development_partition_for_early_stopping():
+    from perser.errors import ConfigError
+    from perser.evaluate.data import _keep_splits
+
+    clips = pd.DataFrame({"split": ["train", "dev", "test1", "train"], "origin": "train"}, index=["a", "b", "c", "d"])
+    ratings = pd.DataFrame({"clip_id": ["a", "b", "c", "d"], "annotator_id": ["x"] * 4})
+    notes = []
+    # MSP-Podcast's names, as its documentation writes them, read as the loader stores them
+    c, r = _keep_splits(clips, ratings, ["Train"], "pod", notes, valid=["Development"])
+    assert c["origin"].to_dict() == {"a": "train", "b": "valid", "d": "train"}
+    assert r["clip_id"].tolist() == ["a", "b", "d"]
+    assert "early stopping on its 1 clips of split(s) ['dev']" in notes[0] and "(1 clips of other splits" in notes[0]
+    c, _ = _keep_splits(clips, ratings, None, "pod", [], valid=["validation"])   # no train_splits: every other split
+    assert c["origin"].to_dict() == {"a": "train", "b": "valid", "c": "train", "d": "train"}
+    with pytest.raises(ConfigError, match="valid_splits: corpus 'pod' has no split \\['holdout'\\]"):
+        _keep_splits(clips, ratings, ["train"], "pod", [], valid=["holdout"])
+    with pytest.raises(ConfigError, match="both name split\\(s\\) \\['train'\\]"):
+        _keep_splits(clips, ratings, ["train"], "pod", [], valid=["train"])

@@ -1,7 +1,9 @@
 """Each packaged recipe end to end on tiny format-faithful fixtures of its corpora."""
 
+import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,7 +32,7 @@ def _run(recipe, tmp_path, **over):
     cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
     over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
             "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods, cfg0.method_params),
-            "workers": 1, **over}
+            "workers": 1, "min_fold_train_ratings": min(2, cfg0.min_fold_train_ratings), **over}
     cfg = load_config(recipe_path(recipe), over)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixtures inject counted quirks on purpose
@@ -56,7 +58,8 @@ def test_tavernor_recipe(tmp_path, iemocap, monkeypatch):
     monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
     run = _run("tavernor-iemocap", tmp_path, k=[2, 4], n_folds=3, min_test=2, min_train_ratings=1)
     r = run.results
-    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    assert set(r["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned",
+                                 "consensus-finetuned"}
     assert set(r["scenario"]) == {"unseen"} and set(r["k"]) == {2, 4}
     assert {"ccc/arousal", "ccc/valence", "ccc_con/arousal", "ccc_con/valence"} <= set(r["metric"])
     assert "ccc/dominance" not in set(r["metric"])
@@ -84,10 +87,24 @@ def _check_paper_outputs(run):
     sim = run.config.method_params["similar"]
     assert sim["architecture"] == "tavernor" and sim["score"] == "ccc_tavernor"
     assert run.config.method_params["mean-annotator"]["architecture"] == "tavernor"
+    assert run.config.method_params["consensus"]["architecture"] == "tavernor"   # the authors' consensus baseline
+    # similar-finetuned: the same copy as similar, then the authors' fine-tuning on the fold's training clips
+    zero = {(b.seed, b.fold, b.k, b.annotator): b for b in run.blocks if b.method == "similar"}
+    tuned = [b for b in run.blocks if b.method == "similar-finetuned"]
+    assert tuned and len(tuned) == len(zero)
+    for b in tuned:
+        z = zero[(b.seed, b.fold, b.k, b.annotator)]
+        assert b.profile["finetuned"] and b.profile["copied_from"] == z.profile["heads"]
+    assert any(not np.allclose(b.values, zero[(b.seed, b.fold, b.k, b.annotator)].values) for b in tuned)
+    base = {(b.seed, b.fold, b.k, b.annotator): b for b in run.blocks if b.method == "consensus"}
+    ctuned = [b for b in run.blocks if b.method == "consensus-finetuned"]
+    assert len(ctuned) == len(base) and all(b.profile["finetuned"] for b in ctuned)
+    assert any(not np.allclose(b.values, base[(b.seed, b.fold, b.k, b.annotator)].values) for b in ctuned)
     paper = pd.read_csv(run.folder / "paper_summary.csv")
     assert {"paper_ccc_ind/arousal", "paper_ccc_ind/valence", "paper_ccc_con/arousal",
             "paper_ccc_con/valence"} <= set(paper["metric"])
-    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar"}
+    assert set(paper["method"]) == {"consensus", "mean-annotator", "random-annotator", "similar", "similar-finetuned",
+                                 "consensus-finetuned"}
     runs = pd.read_csv(run.folder / "paper_runs.csv", dtype={"fold": str})
     pred = pd.read_csv(run.folder / "predictions.csv", dtype={"fold": str, "clip_id": str, "listener": str})
     assert len(pred) == sum(len(b.clip_ids) for b in run.blocks)
@@ -104,14 +121,34 @@ def test_tavernor_msp_improv_recipe(tmp_path, monkeypatch):
     pod, imp = tmp_path / "podcast", tmp_path / "improv"
     write_msp_podcast(pod, n_clips=30, n_speakers=6, n_annotators=6, ratings_per_clip=4, seed=1)
     write_msp_improv(imp, n_sessions=3, n_clips_per_session=12, n_annotators=4, ratings_per_clip=3, seed=2)
+    # the authors' fixed folds, in the exact format of their stored fold files
+    # (LegacyASRUSplits/improv_folds.json: file names with .wav; a validation speaker per fold)
+    from perser.testing.corpora import load_quietly
+
+    iclips = load_quietly(imp).clips
+    speakers = sorted(iclips["speaker"].astype(str).unique())
+    doc = {}
+    for i in range(3):
+        test, val = set(speakers[i::3]), {speakers[(i + 1) % 3]}
+        names = lambda keep: [f"{c}.wav" for c in iclips.index[iclips["speaker"].astype(str).isin(keep)]]  # noqa: E731
+        doc[f"fold_{i}"] = {"train_fnames": names(set(speakers) - test - val), "val_fnames": names(val),
+                            "test_fnames": names(test)}
+    folds_file = tmp_path / "improv_folds.json"
+    folds_file.write_text(json.dumps(doc, indent=4))
     run = _run("tavernor-msp-improv", tmp_path, corpus=str(pod), eval_corpus=str(imp), k=[2, 4], n_folds=3,
-               min_test=2, min_train_ratings=1)
+               min_test=2, min_train_ratings=1, folds_file=str(folds_file))
     assert {"ccc/arousal", "ccc_con/valence"} <= set(run.results["metric"])
+    assert {s.fold for s in run.plan} == {"fold_0", "fold_1", "fold_2"}
+    pclips = load_quietly(pod).clips
+    dev = set(pclips.index[pclips["split"] == "dev"])
+    for s in run.plan:   # early stopping on MSP-Podcast's Development partition (valid_splits)
+        assert s.valid_clips and {c.split("/", 1)[1] for c in s.valid_clips} <= dev
+        assert {c.split("/", 1)[1] + ".wav" for c in s.eval_valid_clips} == set(doc[s.fold]["val_fnames"])
+        val = {c for c in run.data.clips.index if c.split("/", 1)[-1] + ".wav" in doc[s.fold]["val_fnames"]}
+        assert val and all(not (set(a.pool) | set(a.test)) & val for a in s.assignments["unseen"])
     assert run.summary["n"].min() >= 1
     _check_paper_outputs(run)
     # rater lines without dominance keep their arousal and valence (the recipe asks the loader for it)
-    from perser.testing.corpora import load_quietly
-
     with_dom = load_quietly(imp).ratings_in("avd")
     ev = run.data.ratings[run.data.clips.loc[run.data.ratings["clip_id"], "origin"].to_numpy() == "eval"]
     assert len(ev) > len(with_dom)

@@ -35,7 +35,7 @@ def test_run_folder_files(written):
     folder = run.folder
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "confusion.csv", "listeners.csv",
                                                         "predictions.csv", "report.html", "results.csv", "run.json",
-                                                        "summary.csv"]
+                                                        "summary.csv", "timings.csv"]
     res = pd.read_csv(folder / "results.csv", keep_default_na=False)
     assert list(res.columns) == RESULT_COLUMNS
     summ = pd.read_csv(folder / "summary.csv")
@@ -58,6 +58,29 @@ def test_run_folder_files(written):
     n = res[(res["metric"] == "n_test")].groupby(["method", "scenario", "k"])["value"].sum()
     c = conf[conf["decision"] == "argmax"].groupby(["method", "scenario", "k"])["count"].sum()
     pd.testing.assert_series_equal(n.astype(int), c.astype(int), check_names=False)
+
+
+def test_timings_csv_has_every_stage(written):
+    """``timings.csv``: the stages of the run in order, fit/enroll/predict once per method, with
+    wall and CPU seconds that add up (the report's own row included) and the peak memory."""
+    cfg, data, run = written
+    t = pd.read_csv(run.folder / "timings.csv", keep_default_na=False)
+    assert list(t.columns) == ["stage", "method", "wall_s", "cpu_s", "calls", "peak_rss_gb"]
+    # evaluate_data on loaded data: no load stage (evaluate() adds it)
+    assert t["stage"].tolist() == ["split", "fit", "fit", "enroll", "enroll", "predict", "predict", "metrics", "report"]
+    per = t[t["stage"].isin(["fit", "enroll", "predict"])]
+    assert set(per["method"]) == {"consensus", "similar"} and (t.loc[~t.index.isin(per.index), "method"] == "").all()
+    assert (t[["wall_s", "cpu_s"]] >= 0).all().all() and (t["peak_rss_gb"] > 0).all()
+    assert t["peak_rss_gb"].is_monotonic_increasing  # a peak never falls
+    n_enroll = sum(tm["n_enroll"] for tm in run.output.timings.values())
+    assert t.loc[t["stage"] == "enroll", "calls"].sum() == n_enroll > 0
+    for stage in ("fit", "enroll", "predict"):
+        for m, tm in run.output.timings.items():
+            row = t[(t["stage"] == stage) & (t["method"] == m)].iloc[0]
+            assert row["wall_s"] == pytest.approx(tm[f"{stage}_s"], abs=1e-3)
+            assert row["cpu_s"] == pytest.approx(tm[f"{stage}_cpu_s"], abs=1e-3)
+    assert t.loc[t["stage"] == "report", "wall_s"].item() > 0
+    pd.testing.assert_frame_equal(t, run.stages.frame(), check_dtype=False)
 
 
 def test_report_is_self_contained(written):

@@ -261,3 +261,31 @@ def test_feature_csv_keeps_zero_padded_clip_ids(tmp_path):
     f.write_text("clip_id,f0\n0001,1.0\n,2.0\n")
     with pytest.raises(FeatureError, match=r"feats\.csv:3: empty clip_id"):
         load_feature_file(f)
+
+
+def test_train_device_and_precision_flags(app, tmp_path):
+    """``--device``/``--precision`` reach the method (recorded in the model's config) and,
+    on the CPU, train the same model as leaving them out; a bad value is an error naming it."""
+    import torch
+
+    write_corpus(tmp_path / "toy", n_clips=60)
+    feats = str(tmp_path / "toy" / "feats.npz")
+    cli = CliRunner()
+    base = ["train", str(tmp_path / "toy"), "--features", feats, "--method", "similar", *TRAIN, "--epochs", "2"]
+    r = cli.invoke(app, [*base, "--out", str(tmp_path / "a"), "--device", "cpu", "--precision", "fp32"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    p = json.loads((tmp_path / "a" / "config.json").read_text())["params"]
+    assert p["device"] == "cpu" and p["precision"] == "fp32"
+    r = cli.invoke(app, [*base, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    a, b = load_model(tmp_path / "a"), load_model(tmp_path / "b")
+    for (k, va), (_, vb) in zip(a.net_.state_dict().items(), b.net_.state_dict().items()):
+        assert torch.equal(va, vb), k
+    r = cli.invoke(app, [*base, "--out", str(tmp_path / "c"), "--device", "tpu"])
+    assert isinstance(r.exception, ConfigError) and "'tpu'" in str(r.exception)
+    r = cli.invoke(app, [*base, "--out", str(tmp_path / "c"), "--precision", "fp16"])
+    assert isinstance(r.exception, ConfigError) and "fp16" in str(r.exception)
+    if not torch.cuda.is_available():
+        r = cli.invoke(app, [*base, "--out", str(tmp_path / "c"), "--device", "cuda"])
+        assert isinstance(r.exception, ConfigError) and "CUDA is not available" in str(r.exception)
+    assert not (tmp_path / "c").exists()

@@ -62,6 +62,8 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Mini-batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    device: Optional[str] = typer.Option(None, "--device", help="Where to train: auto, cpu, cuda, cuda:N [default: auto, this rank's GPU under torchrun with NCCL, else the CPU]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Training arithmetic: auto, fp32 or bf16 [default: auto, bfloat16 autocast on a GPU that has it]."),
     param: List[str] = typer.Option([], "--param", "-p", help="Any hyper-parameter as KEY=VALUE (YAML value), repeatable."),
     feature_setting: List[str] = typer.Option([], "--feature-setting", "-F", help="Extractor setting as KEY=VALUE (pooling, precision, pad_unmasked, max_duration ...), repeatable: the ones perser extract used; for a list of feature sets, per set as SPEC='{pooling: mean}'."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Corpus format [default: detected]."),
@@ -84,7 +86,8 @@ def train_command(
 
     err = Console(stderr=True)
     params = _key_values(param, "--param", {})
-    for k, v in (("seed", seed), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
+    for k, v in (("seed", seed), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("device", device),
+                 ("precision", precision)):
         if v is not None:
             params[k] = v
     if checkpoint is not None:

@@ -11,7 +11,8 @@ is ``w_h ∝ prod_j p(y_j | head h, clip j)`` (uniform prior) with the likelihoo
 * dimensional: Gaussian, ``y ~ N(f_h(x), sigma_d^2)`` per dimension on the unit scale.
 
 The noise (``eps`` or every ``sigma_d``) is fitted on the seen listeners
-(:meth:`ActiveStrategy.fit` with their ratings): the value on a grid that maximises
+(:func:`perser.methods.head_posterior.fit_noise`; a multi-annotator model fits it at
+training time and keeps it in its model folder): the value on a grid that maximises
 the leave-own-head-out marginal likelihood ``sum_a log mean_{h != a} p(ratings of a | h)``,
 i.e. how well the mixture of the *other* listeners' heads explains each seen listener,
 which is exactly the model the selection then uses for a new one.
@@ -42,6 +43,10 @@ linear-Gaussian (classes: Laplace) approximation on the trunk embedding ``z``:
 dimensional spaces). It picks clips the current personal model is unsure of and that
 move the head in directions not yet covered (greedy D-optimal design).
 
+``criterion="uncertainty"`` (any method, class spaces): the clip whose label the
+current personal model is least sure of (predictive entropy; uncertainty sampling,
+Lewis & Gale 1994), the simplest baseline for methods without heads.
+
 ``density = beta > 0`` multiplies every gain by the clip's representativeness to the
 power ``beta`` (information density, Settles & Craven 2008): the mean Gaussian-kernel
 similarity to the pool in standardised feature space, the bandwidth the median distance.
@@ -57,14 +62,25 @@ import numpy as np
 
 from perser.enroll.base import Selection, Session, Strategy, pool_vectors
 from perser.errors import ConfigError, PerserError
+from perser.methods.head_posterior import (  # noqa: F401 - re-exported
+    DEFAULT_EPS,
+    DEFAULT_SIGMA,
+    EPS_GRID,
+    SIGMA_GRID,
+    answer_codes,
+    factor_probs,
+    fit_noise,
+    logmeanexp,
+    loglik_classes,
+    loglik_dims,
+    model_noise,
+    unit_values,
+)
 
-CRITERIA = ("auto", "head", "target", "model-change")
-#: lapse rates and unit-scale noise levels tried when fitting the likelihood
-EPS_GRID = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
-SIGMA_GRID = (0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
-#: default noise when no seen-listener ratings are given to :meth:`ActiveStrategy.fit`
-DEFAULT_EPS = 0.1
-DEFAULT_SIGMA = 0.25
+CRITERIA = ("auto", "head", "target", "model-change", "uncertainty")
+#: the density exponent of each criterion when ``density`` is not given, chosen on the demo
+#: corpus's seen listeners (benchmarks/enrollment/RESULTS.md)
+DENSITY = {"head": 2.0, "target": 2.0, "model-change": 2.0, "uncertainty": 0.0}
 
 
 def has_heads(model) -> bool:
@@ -78,16 +94,22 @@ class ActiveStrategy(Strategy):
     Parameters
     ----------
     criterion:
-        ``"auto"`` (``"target"`` for methods with heads, ``"model-change"`` otherwise),
-        ``"head"``, ``"target"`` or ``"model-change"``.
+        ``"auto"`` (``"target"`` for methods with heads; for methods without,
+        ``"uncertainty"`` in class spaces and ``"model-change"`` in dimensional ones),
+        ``"head"``, ``"target"``, ``"model-change"`` or ``"uncertainty"``.
     noise:
         Lapse rate (class spaces) or unit-scale noise standard deviation (dimensional;
-        one number or one per dimension). ``None``: fitted on the seen listeners'
-        ratings given to :meth:`fit`, else the defaults (0.1; 0.25).
+        one number or one per dimension). ``None``: the value the model fitted on its
+        seen listeners at training time (``listener_noise_``, kept in the model
+        folder), else fitted on the seen listeners' ratings given to :meth:`fit`, else
+        the defaults (0.1; 0.25) with a counted warning.
     density:
-        Exponent of the representativeness weight (0: off). The default, 2, was chosen
-        on the demo corpus's seen listeners (held out as pseudo-new ones; never on its
-        new listeners) among 0, 1 and 2: see ``benchmarks/enrollment/RESULTS.md``.
+        Exponent of the representativeness weight (0: off). ``None``: the criterion's
+        value in :data:`DENSITY` (2 for the head criteria and model change, 0 for
+        uncertainty), and 0 for the head criteria when the method predicts with the
+        head posterior (``similar`` with ``combine="posterior"``), as chosen on the demo
+        corpus's seen listeners (held out as pseudo-new ones; never on its new
+        listeners): see ``benchmarks/enrollment/RESULTS.md``.
     n_target:
         Target clips drawn from the pool for ``"target"`` (all when the pool is smaller).
     max_heads:
@@ -99,7 +121,7 @@ class ActiveStrategy(Strategy):
 
     name = "active"
 
-    def __init__(self, criterion: str = "auto", noise=None, density: float = 2.0, n_target: int = 32,
+    def __init__(self, criterion: str = "auto", noise=None, density: float | None = None, n_target: int = 32,
                  max_heads: int = 128, seed: int = 0):
         super().__init__(seed)
         self.criterion = criterion
@@ -111,7 +133,7 @@ class ActiveStrategy(Strategy):
     def check_params(self) -> None:
         if self.criterion not in CRITERIA:
             raise ConfigError(f"strategy 'active': unknown criterion {self.criterion!r}; use one of {CRITERIA}")
-        if not float(self.density) >= 0:
+        if self.density is not None and not float(self.density) >= 0:
             raise ConfigError(f"strategy 'active': density must be >= 0, got {self.density}")
         if int(self.n_target) < 1:
             raise ConfigError(f"strategy 'active': n_target must be at least 1, got {self.n_target}")
@@ -126,14 +148,23 @@ class ActiveStrategy(Strategy):
         self.space_ = model.space_
         crit = self.criterion
         if crit == "auto":
-            crit = "target" if has_heads(model) else "model-change"
+            crit = "target" if has_heads(model) else ("uncertainty" if model.space_.is_class else "model-change")
         if crit in ("head", "target") and not has_heads(model):
             raise ConfigError(f"strategy 'active': criterion {crit!r} needs a method with seen-listener heads "
                               f"(similar, finetune, ...); method {getattr(model, 'name', '?')!r} has none: "
                               f"use criterion 'model-change'")
         if crit == "model-change" and not callable(getattr(model, "embed", None)):
             raise ConfigError(f"strategy 'active': method {getattr(model, 'name', '?')!r} has no trunk embedding")
+        if crit == "uncertainty" and not model.space_.is_class:
+            raise ConfigError("strategy 'active': criterion 'uncertainty' needs a class space (a dimensional "
+                              "prediction carries no uncertainty); use 'model-change'")
         self.criterion_ = crit
+        if self.density is not None:
+            self.density_ = float(self.density)
+        elif crit in ("head", "target") and getattr(model, "combine", None) == "posterior":
+            self.density_ = 0.0  # posterior-weighted prediction needs no typicality weight (seen-listener tuning)
+        else:
+            self.density_ = DENSITY[crit]
         if crit in ("head", "target"):
             self.noise_ = self._noise(train)
         return self
@@ -148,104 +179,30 @@ class ActiveStrategy(Strategy):
                 raise ConfigError(f"strategy 'active': noise must be in (0, 1) for class spaces and > 0 for "
                                   f"dimensional ones, got {self.noise}")
             return v
-        if train is None:
-            if kind == "dimensional":
-                return np.full(len(self.space_.dimensions), DEFAULT_SIGMA)
-            return np.array([DEFAULT_EPS])
-        return fit_noise(self.model_, train)
+        if getattr(self.model_, "listener_noise_", None) is not None:  # fitted at training time, same estimator
+            return np.asarray(self.model_.listener_noise_, dtype=np.float64)
+        if train is not None:
+            return fit_noise(self.model_, train)
+        return model_noise(self.model_)  # the default, with a counted warning
 
     def session(self, X_pool: np.ndarray) -> Session:
         if not hasattr(self, "criterion_"):
             raise PerserError("strategy 'active' is not fitted: call fit(model) first")
         if self.criterion_ == "model-change":
             return _ModelChangeSession(self, X_pool)
+        if self.criterion_ == "uncertainty":
+            return _UncertaintySession(self, X_pool)
         return HeadSession(self, X_pool)
 
 
 # ------------------------------------------------------------------ likelihoods
-def _factor_probs(out: np.ndarray, kind: str, eps: float) -> np.ndarray:
-    """Head outputs ``[n, H, O]`` (activated) as factor probabilities ``[n, H, F, V]``
-    with the lapse mixed in: categorical one factor of C values, multilabel C binary factors."""
-    if kind == "categorical":
-        C = out.shape[-1]
-        return ((1 - eps) * out + eps / C)[:, :, None, :]
-    p = (1 - eps) * out + eps / 2
-    return np.stack([1 - p, p], axis=-1)
-
-
-def _answer_codes(y: np.ndarray, kind: str) -> np.ndarray:
-    """Labels as factor values ``[n, F]``."""
-    y = np.asarray(y)
-    if kind == "categorical":
-        return y.astype(np.int64).reshape(-1, 1)
-    return (y > 0.5).astype(np.int64).reshape(len(y), -1)
-
-
-def _loglik_classes(P: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``[H]`` log-likelihood of answers ``codes [n, F]`` under factor probs ``P [n, H, F, V]``."""
-    if len(codes) == 0:
-        return np.zeros(P.shape[1])
-    g = np.take_along_axis(P, codes[:, None, :, None].repeat(P.shape[1], axis=1), axis=3)[..., 0]  # [n, H, F]
-    return np.log(g).sum(axis=(0, 2))
-
-
-def _loglik_dims(F: np.ndarray, y_unit: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """``[H]`` Gaussian log-likelihood of unit-scale answers ``[n, D]`` under head values ``F [n, H, D]``."""
-    if len(y_unit) == 0:
-        return np.zeros(F.shape[1])
-    z = (y_unit[:, None, :] - F) / sigma
-    return (-0.5 * z**2 - np.log(sigma)).sum(axis=(0, 2))
-
-
-def _unit(model, y: np.ndarray) -> np.ndarray:
-    from perser.methods.nets import to_unit
-
-    return to_unit(np.asarray(y, dtype=np.float64), model.space_.scale).reshape(len(y), -1)
-
-
-def _logmeanexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    m = a.max(axis=axis, keepdims=True)
-    return (m + np.log(np.exp(a - m).mean(axis=axis, keepdims=True))).squeeze(axis)
-
-
-def fit_noise(model, train, max_listeners: int = 400) -> np.ndarray:
-    """The likelihood's noise that best explains each seen listener of ``train`` (a
-    :class:`~perser.methods.base.RatingSet`) by the mixture of the *other* listeners'
-    heads (leave-own-head-out marginal likelihood, maximised on :data:`EPS_GRID` or,
-    per dimension, :data:`SIGMA_GRID`)."""
-    kind = model.space_.kind
-    out = model.head_outputs(train.X, activated=True).numpy().astype(np.float64)  # [n_clips, H, O]
-    names = list(model.head_annotators_)
-    index = {a: i for i, a in enumerate(names)}
-    anns = sorted(set(train.annotator_ids.tolist()))[: int(max_listeners)]
-    groups = []
-    for a in anns:
-        m = train.annotator_ids == a
-        keep = np.ones(len(names), dtype=bool)
-        if a in index:
-            keep[index[a]] = False
-        if keep.sum() == 0:
-            continue
-        groups.append((train.clip_index[m], train.y[m], keep))
-    if not groups:
-        raise PerserError("fit_noise: no seen listener to fit the noise on")
-    if kind == "dimensional":
-        D = out.shape[-1]
-        best = np.empty(D)
-        for d in range(D):
-            totals = []
-            for s in SIGMA_GRID:
-                sig = np.array([s])
-                totals.append(sum(float(_logmeanexp(_loglik_dims(out[rows][:, :, d:d + 1], _unit(model, y)[:, d:d + 1], sig)[keep]))
-                                  for rows, y, keep in groups))
-            best[d] = SIGMA_GRID[int(np.argmax(totals))]
-        return best
-    totals = []
-    for e in EPS_GRID:
-        P = _factor_probs(out, kind, e)
-        totals.append(sum(float(_logmeanexp(_loglik_classes(P[rows], _answer_codes(y, kind))[keep]))
-                          for rows, y, keep in groups))
-    return np.array([EPS_GRID[int(np.argmax(totals))]])
+# (shared with similar's posterior-weighted prediction: perser.methods.head_posterior)
+_factor_probs = factor_probs
+_answer_codes = answer_codes
+_loglik_classes = loglik_classes
+_loglik_dims = loglik_dims
+_unit = unit_values
+_logmeanexp = logmeanexp
 
 
 def representativeness(X: np.ndarray) -> np.ndarray:
@@ -289,7 +246,7 @@ class HeadSession(Session):
         self.P = self._heads_last(out)
         if self.kind != "dimensional" and self.criterion == "head":  # only BALD uses them
             self.ent_h = -(self.P * np.log(self.P)).sum(axis=(1, 2))  # [N, H]
-        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
         rng = np.random.default_rng([int(strategy.seed), 3])
         nt = min(int(strategy.n_target), self.n)
         self.targets = np.sort(rng.choice(self.n, nt, replace=False)) if nt < self.n else np.arange(self.n)
@@ -420,7 +377,7 @@ class _ModelChangeSession(Session):
         self.model = strategy.model_
         self.Z = self._z(self.X)
         self.lam = float((self.Z**2).sum(1).mean()) / self.Z.shape[1]
-        self.dens = representativeness(self.X) ** float(strategy.density) if strategy.density else None
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
 
     def _z(self, X: np.ndarray) -> np.ndarray:
         z = self.model.embed(np.asarray(X, dtype=np.float32)).numpy().astype(np.float64)
@@ -463,6 +420,46 @@ class _ModelChangeSession(Session):
             A += u[i] * np.outer(self.Z[i], self.Z[i])
         return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
                          {"unit": self.unit, "criterion": "model-change"})
+
+
+class _UncertaintySession(_ModelChangeSession):
+    """``criterion="uncertainty"``: the clips the current personal model is least sure
+    of (the entropy of its predictive distribution; multilabel: summed over classes),
+    times the density weight. Batch mode takes the best ``n`` (no answers, no change)."""
+
+    unit = "nats of predictive entropy"
+
+    def __init__(self, strategy: ActiveStrategy, X_pool: np.ndarray) -> None:
+        Session.__init__(self, strategy, X_pool)
+        self.model = strategy.model_
+        self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
+
+    def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
+        m = self.model
+        Xs = [self.X[rated]] if len(rated) else []
+        ys = [np.asarray(y)] if len(rated) else []
+        if X_rated is not None and len(X_rated):
+            Xs.append(np.asarray(X_rated, dtype=np.float32))
+            ys.append(np.asarray(y_rated))
+        prof = m.enroll(np.concatenate(Xs), np.concatenate(ys)) if Xs else None
+        p = np.clip(np.asarray(m.predict(prof, self.X).proba, dtype=np.float64), 1e-12, 1.0)
+        if m.space_.kind == "categorical":
+            return -(p * np.log(p)).sum(1)
+        q = np.clip(1 - p, 1e-12, 1.0)
+        return -(p * np.log(p) + q * np.log(q)).sum(1)
+
+    def _select(self, n, rated, y, X_rated, y_rated, banned) -> Selection:
+        u = self._uncertainty(rated, y, X_rated, y_rated)
+        out, gains = [], []
+        banned = banned.copy()
+        for _ in range(n):
+            cand = np.flatnonzero(~banned)
+            i, gain = _pick(cand, u[cand], self.dens)
+            out.append(i)
+            gains.append(gain)
+            banned[i] = True
+        return Selection(np.asarray(out, dtype=np.int64), np.asarray(gains),
+                         {"unit": self.unit, "criterion": "uncertainty"})
 
 
 def _pick(cand: np.ndarray, g: np.ndarray, dens: np.ndarray | None) -> tuple[int, float]:

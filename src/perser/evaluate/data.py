@@ -145,10 +145,11 @@ def feature_settings_for(spec: str, cfg: ExperimentConfig) -> dict:
 
 
 def _features(corpus: Corpus, cfg: ExperimentConfig, log: SkipLog):
-    from perser.features import extract
+    from perser.features import Features, extract
 
     specs = cfg.features if isinstance(cfg.features, list) else [cfg.features]
-    sets = [extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
+    sets = [Features.load(s) if Features.is_file_spec(s) else  # precomputed features
+            extract(corpus, s, cache_dir=cfg.feature_cache, workers=cfg.workers, progress=cfg.progress,
                     **feature_settings_for(s, cfg)) for s in specs]
     if len(sets) == 1:
         feats = sets[0]
@@ -205,6 +206,10 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
     ev_space = ev.space(cfg.space)
     notes: list[str] = []
     if not cross:
+        if cfg.valid_splits is not None:
+            raise ConfigError("valid_splits applies to a cross-corpus run (early stopping on the training corpus's "
+                              "official splits); give eval_corpus too, or drop valid_splits")
+        ep = ""
         clips, ratings = _table(ev, ev_space, target, cfg.mapping, log, "mapping", "eval", "")
         X, ids = features.get("eval") or _features(ev, cfg, log)
         annotators = ev.annotators
@@ -215,8 +220,8 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
                 and tr_space.classes != target.classes:
             notes.append(f"training classes {list(tr_space.classes)} used as evaluation classes {list(target.classes)}")
         c1, r1 = _table(train, tr_space, target, cfg.train_mapping, log, "train_mapping", "train", tp)
-        if cfg.train_splits is not None:
-            c1, r1 = _keep_splits(c1, r1, cfg.train_splits, train.name, notes)
+        if cfg.train_splits is not None or cfg.valid_splits is not None:
+            c1, r1 = _keep_splits(c1, r1, cfg.train_splits, train.name, notes, valid=cfg.valid_splits)
         c2, r2 = _table(ev, ev_space, target, cfg.mapping, log, "mapping", "eval", ep)
         clips = pd.concat([c1, c2])
         ratings = pd.concat([r1, r2], ignore_index=True)
@@ -254,22 +259,49 @@ def load_eval_data(cfg: ExperimentConfig, corpora: dict | None = None, features:
         raise CorpusError("no ratings left to evaluate on")
     log.emit()
     notes.extend(log.messages())
+    eval_ids = {str(c): ep + str(c) for c in ev.clips.index}
     return EvalData(space=target, clips=clips, ratings=ratings.reset_index(drop=True), X=X, clip_ids=ids,
-                    annotators=annotators, cross_corpus=cross, notes=notes)
+                    annotators=annotators, cross_corpus=cross, notes=notes, eval_ids=eval_ids)
 
 
-def _keep_splits(clips: pd.DataFrame, ratings: pd.DataFrame, splits: list[str], name: str, notes: list[str]):
-    """The training corpus's clips (and their ratings) of the official ``splits`` only."""
+def _split_name(name: str) -> str:
+    """An official split name as the loaders store it (``Development`` -> ``dev``, ``Train`` -> ``train``)."""
+    from perser.corpus.splits import SPLIT_ALIASES
+
+    low = str(name).strip().lower()
+    return SPLIT_ALIASES.get(low, low)
+
+
+def _keep_splits(clips: pd.DataFrame, ratings: pd.DataFrame, splits: list[str] | None, name: str, notes: list[str],
+                 valid: list[str] | None = None):
+    """The training corpus's clips (and their ratings) of the official ``splits`` only
+    (``None``: every split but the ``valid`` ones); the clips of the ``valid`` splits stay,
+    with ``origin`` ``"valid"`` (early stopping, never training).
+
+    Split names are matched as the loaders store them: case-insensitive, with the aliases
+    of :data:`perser.corpus.splits.SPLIT_ALIASES` (``development``/``validation`` -> ``dev``)."""
+    what = "train_splits" if valid is None else "valid_splits" if splits is None else "train_splits/valid_splits"
     if "split" not in clips.columns:
-        raise ConfigError(f"train_splits: corpus {name!r} has no official split (clips.split); drop train_splits")
-    have = sorted(set(clips["split"].dropna().astype(str)))
-    unknown = [s for s in splits if s not in have]
-    if unknown:
-        raise ConfigError(f"train_splits: corpus {name!r} has no split {unknown}; its splits are {have}")
-    keep = clips["split"].astype(str).isin(splits)
-    notes.append(f"trained on the {int(keep.sum())} clips of {name!r} in split(s) {splits} "
-                 f"({int((~keep).sum())} clips of other splits left out)")
-    clips = clips.loc[keep]
+        raise ConfigError(f"{what}: corpus {name!r} has no official split (clips.split); drop {what}")
+    split = clips["split"].astype(str).map(_split_name)
+    have = sorted(set(split[clips["split"].notna()]))
+    for key, names in (("train_splits", splits), ("valid_splits", valid)):
+        unknown = [s for s in names or [] if _split_name(s) not in have]
+        if unknown:
+            raise ConfigError(f"{key}: corpus {name!r} has no split {unknown}; its splits are {have}")
+    vset = {_split_name(s) for s in valid or []}
+    tset = {_split_name(s) for s in splits} if splits is not None else set(have) - vset
+    both = sorted(tset & vset)
+    if both:
+        raise ConfigError(f"train_splits and valid_splits both name split(s) {both} of corpus {name!r}: a clip "
+                          "cannot be trained on and used for early stopping")
+    keep = split.isin(tset).to_numpy()
+    held = split.isin(vset).to_numpy()
+    notes.append(f"trained on the {int(keep.sum())} clips of {name!r} in split(s) {sorted(tset)}"
+                 + (f", early stopping on its {int(held.sum())} clips of split(s) {sorted(vset)}" if vset else "")
+                 + f" ({int((~keep & ~held).sum())} clips of other splits left out)")
+    clips = clips.loc[keep | held].copy()
+    clips.loc[held[keep | held], "origin"] = "valid"
     return clips, ratings[ratings["clip_id"].isin(set(clips.index))]
 
 

@@ -2,7 +2,8 @@
 
 For every seed the listeners are split into *seen* (their ratings train the methods)
 and *unseen* (new listeners, known only through enrollment), and the clips into
-speaker-independent folds. For every fold:
+speaker-independent folds (or the fixed folds of a fold file, ``folds_file``: the same for
+every seed, see :mod:`perser.evaluate.fold_file`). For every fold:
 
 * the methods are fitted on the seen listeners' ratings of the training clips (in a
   cross-corpus run: on every rating of the training corpus);
@@ -13,6 +14,13 @@ speaker-independent folds. For every fold:
 * **seen listeners** (single-corpus runs): each seen listener is enrolled with K of
   their training-clip ratings (the method is told who they are) and tested on their
   ratings of the test fold's clips.
+
+Early stopping: the methods hold out a share of their training clips, unless the split
+names validation clips (``Split.valid_clips``): the training corpus's clips of
+``valid_splits`` in a cross-corpus run (e.g. MSP-Podcast's Development partition), or a
+fold file's ``val_fnames`` in a single-corpus run; the seen listeners' ratings of those
+clips stop the fits. In a cross-corpus run a fold file's ``val_fnames`` clips of the
+evaluation corpus are set aside: neither enrolled nor tested.
 
 Every listener of a scenario is accounted for in every (seed, fold): either
 evaluated, or counted in ``Split.excluded`` with the reason (no ratings of this
@@ -55,10 +63,14 @@ class EvalData:
     """Everything the protocol needs, in one target label space.
 
     ``clips`` is indexed by clip id with columns ``speaker`` and ``origin``
-    (``"train"`` or ``"eval"``; one corpus gives ``"eval"`` only). ``ratings`` has
+    (``"train"`` or ``"eval"``; one corpus gives ``"eval"`` only; ``"valid"``: clips of
+    the training corpus kept for early stopping, see ``valid_splits``). ``ratings`` has
     ``clip_id``, ``annotator_id`` and the target space's columns. ``X`` is aligned to
     ``clip_ids``. ``annotators`` (optional) is per-listener metadata indexed by id
-    (e.g. the demo's ``style`` and ``new`` columns).
+    (e.g. the demo's ``style`` and ``new`` columns). ``eval_ids`` (optional) maps every
+    clip id of the evaluation corpus, as its loader names it, to the clip id here (the
+    same, or with the corpus prefix of a cross-corpus run), including clips the run
+    dropped; fixed fold files name clips that way (:mod:`perser.evaluate.fold_file`).
     """
 
     space: LabelSpace
@@ -69,6 +81,7 @@ class EvalData:
     annotators: pd.DataFrame | None = None
     cross_corpus: bool = False
     notes: list[str] = field(default_factory=list)
+    eval_ids: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.clip_ids = np.asarray(self.clip_ids, dtype=object)
@@ -82,8 +95,17 @@ class EvalData:
         self.y_all = self.space.encode(self.ratings)
 
     def rows(self, clip_ids) -> np.ndarray:
-        """Feature rows of ``clip_ids``."""
-        return self._pos.loc[list(clip_ids)].to_numpy()
+        """Feature rows of ``clip_ids`` (a :class:`KeyError` names a clip without features).
+
+        A dict lookup: called once per listener and enrollment, where a pandas ``.loc``
+        with a list costs milliseconds."""
+        pos = self.__dict__.get("_pos_dict")
+        if pos is None:
+            pos = self._pos_dict = dict(zip(self.clip_ids.tolist(), range(len(self.clip_ids))))
+        try:
+            return np.fromiter((pos[c] for c in clip_ids), dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"clip {e.args[0]!r} has no features") from None
 
 
 @dataclass
@@ -111,6 +133,12 @@ class Split:
     assignments: dict[str, list[Assignment]]               # scenario -> listeners
     excluded: dict[str, dict[str, int]]                    # scenario -> reason -> count
     enroll_from: str = "train"
+    #: clips whose seen listeners' ratings stop the fits early (empty: the methods hold out
+    #: their own share of the training clips)
+    valid_clips: list[str] = field(default_factory=list)
+    #: the evaluation corpus's validation clips of the fold (a fold file's ``val_fnames``):
+    #: never enrolled or tested; they stop the fine-tuning of methods that adapt
+    eval_valid_clips: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------- helpers
@@ -161,11 +189,14 @@ class PlanSettings:
     common_listeners: bool = True
     min_train_ratings: int = 1
     max_listeners: int | None = None
+    folds_file: str | None = None
+    min_fold_train_ratings: int = 0
 
 
 def _assign(
     ratings_by_ann: dict[str, pd.Series], annotators: list[str], pool_clips: set, test_clips: set,
     ks: list[int], settings: PlanSettings, seed: int, fold: int, scenario: str, same_pool: bool,
+    fold_train: set | None = None,
 ) -> tuple[list[Assignment], dict[str, int]]:
     out: list[Assignment] = []
     excluded: dict[str, int] = {}
@@ -194,6 +225,11 @@ def _assign(
         if len(test) < max(1, settings.min_test):
             drop("fewer test ratings than min_test")
             continue
+        if settings.min_fold_train_ratings and fold_train is not None and \
+                sum(c in fold_train for c in rated_clips) < settings.min_fold_train_ratings:
+            drop(f"fewer than {settings.min_fold_train_ratings} ratings of the fold's training clips "
+                 "(min_fold_train_ratings)")
+            continue
         ok = [k for k in ks if len(enroll_order) >= k]
         if settings.common_listeners and len(ok) < len(ks):
             ok = []
@@ -220,13 +256,23 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
                           "corpus in training, so only 'unseen listeners' is evaluated")
     eval_clips = data.clips[data.clips["origin"] == "eval"]
     train_origin = data.clips.index[data.clips["origin"] == "train"].tolist()
+    valid_origin = sorted(data.clips.index[data.clips["origin"] == "valid"].tolist())
+    fixed = None
+    if settings.folds_file is not None:
+        from perser.evaluate.fold_file import file_folds
+
+        fixed = file_folds(settings.folds_file, data.clips, data.eval_ids)
+        data.notes.append(f"fixed folds from {settings.folds_file} ({len(fixed)} folds, the same for every seed)")
     r = data.ratings
     eval_r = r[r["clip_id"].isin(set(eval_clips.index))]
     by_ann = {a: g["clip_id"] for a, g in eval_r.groupby("annotator_id", sort=True)}
     plan: list[Split] = []
     for seed in settings.seeds:
-        folds = speaker_folds(eval_clips, n_folds=settings.n_folds, seed=seed, by=settings.fold_by)
-        fold_list = list(iter_folds(folds))
+        if fixed is not None:
+            fold_list = list(fixed)
+        else:
+            folds = speaker_folds(eval_clips, n_folds=settings.n_folds, seed=seed, by=settings.fold_by)
+            fold_list = list(iter_folds(folds))
         if settings.folds is not None:
             names = [f.name for f in fold_list]
             missing = sorted(set(map(str, settings.folds)) - set(names))
@@ -252,8 +298,10 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
             test_clips = sorted(fd.test.tolist())
             if data.cross_corpus:
                 train_clips = sorted(train_origin)
+                valid_clips = valid_origin  # the evaluation corpus's fd.dev clips are set aside
             else:
                 train_clips = sorted(fd.train.tolist())
+                valid_clips = sorted(fd.dev.tolist())
             enroll_pool = set(fd.train)
             tr = r[r["clip_id"].isin(set(train_clips)) & r["annotator_id"].isin(set(seen_all))]
             counts = tr["annotator_id"].value_counts()
@@ -272,12 +320,15 @@ def make_plan(data: EvalData, settings: PlanSettings) -> list[Split]:
                 else:
                     pool, same = enroll_pool, False
                 assignments[scen], excluded[scen] = _assign(by_ann, anns, pool, tset, ks, settings,
-                                                            seed, fold, scen, same)
+                                                            seed, fold, scen, same, fold_train=enroll_pool)
                 if scen == "unseen" and n_capped:
                     excluded[scen][cap_reason(settings.max_listeners)] = n_capped
             key = (seed, tuple(train_clips), tuple(seen)) if not data.cross_corpus else (seed, "cross", tuple(seen))
+            if valid_clips:
+                key = (*key, "valid", tuple(valid_clips))
             plan.append(Split(seed, str(fold), train_clips, test_clips, seen, unseen_all, key, assignments, excluded,
-                              settings.enroll_from))
+                              settings.enroll_from, valid_clips=list(valid_clips),
+                              eval_valid_clips=sorted(fd.dev.tolist())))
     check_plan(data, plan)
     return plan
 
@@ -290,15 +341,20 @@ def check_plan(data: EvalData, plan: list[Split]) -> None:
     * no listener's enrollment clip is in that listener's test set, and every test
       clip is in the test fold;
     * seen listeners, and unseen listeners enrolled from training clips, are never
-      enrolled on a clip of a test speaker.
+      enrolled on a clip of a test speaker;
+    * no validation clip (early stopping) is a training or test clip.
     """
     spk = data.clips["speaker"].astype(str)
+    speaker_of = dict(zip(spk.index.tolist(), spk.tolist()))  # one dict, not a pandas lookup per listener
     for s in plan:
         where = f"seed {s.seed} fold {s.fold}"
         test_spk = set(spk.loc[s.test_clips])
         both = test_spk & set(spk.loc[s.train_clips])
         if both:
             raise PerserError(f"{where}: test speaker(s) {sorted(both)[:5]} also in training")
+        if set(s.valid_clips) & (set(s.test_clips) | set(s.train_clips)):
+            raise PerserError(f"{where}: clip(s) {sorted(set(s.valid_clips) & (set(s.test_clips) | set(s.train_clips)))[:5]} "
+                              "are validation clips and training or test clips")
         if set(s.seen) & set(s.unseen):
             raise PerserError(f"{where}: listener(s) {sorted(set(s.seen) & set(s.unseen))[:5]} are both seen and unseen")
         tset = set(s.test_clips)
@@ -310,5 +366,5 @@ def check_plan(data: EvalData, plan: list[Split]) -> None:
                                       f"{sorted(enr & set(a.test))[:3]} in their test set")
                 if not set(a.test) <= tset:
                     raise PerserError(f"{where} {scen}: listener {a.annotator!r} is tested outside the test fold")
-                if (scen == "seen" or s.enroll_from == "train") and set(spk.loc[sorted(enr)]) & test_spk:
+                if (scen == "seen" or s.enroll_from == "train") and {speaker_of[c] for c in enr} & test_spk:
                     raise PerserError(f"{where} {scen}: listener {a.annotator!r} is enrolled on a test speaker's clip")

@@ -14,8 +14,11 @@ A run folder holds
 ``config.yaml``   the resolved configuration
 ``run.json``      configuration, package versions, protocol counts, timings and notes
 ``report.html``   self-contained (plots embedded as base64 PNG)
+``timings.csv``   wall and CPU seconds and peak memory of each stage (load, split, fit/enroll/predict per
+                  method, metrics, report; :mod:`perser.evaluate.stages`)
 
-The folder is written to a temporary sibling and renamed into place.
+The folder is written to a temporary sibling and renamed into place; ``timings.csv`` is
+added to it afterwards (atomically), so that it holds the writing's own time.
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ class Block:
 @dataclass
 class RunOutput:
     blocks: list[Block]
-    timings: dict[str, dict[str, float]]          # method -> {fit_s, enroll_s, predict_s, n_fit, n_enroll}
+    #: method -> {fit_s, enroll_s, predict_s (wall), fit_cpu_s, enroll_cpu_s, predict_cpu_s (CPU of the process),
+    #: n_fit, n_shared_fit, n_enroll}
+    timings: dict[str, dict[str, float]]
     skipped_methods: dict[str, str]
 
 
@@ -72,10 +74,55 @@ def _train_set(data: EvalData, split: Split) -> RatingSet:
         raise PerserError(f"seed {split.seed} fold {split.fold}: no training ratings")
     sub = r.loc[mask]
     train_ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
-    local = {c: i for i, c in enumerate(train_ids)}
+    import pandas as pd
+
     return RatingSet(
         X=data.X[data.rows(train_ids)],
         clip_ids=train_ids,
+        clip_index=pd.Index(train_ids).get_indexer(sub["clip_id"].to_numpy(dtype=object)).astype(np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
+def _valid_set(data: EvalData, split: Split) -> RatingSet | None:
+    """The seen listeners' ratings of the split's validation clips (``None``: the split has
+    none, the methods hold out their own)."""
+    if not split.valid_clips:
+        return None
+    r = data.ratings
+    mask = (r["clip_id"].isin(set(split.valid_clips)) & r["annotator_id"].isin(set(split.seen))).to_numpy()
+    if not mask.any():
+        raise PerserError(f"seed {split.seed} fold {split.fold}: no seen listener rated a validation clip "
+                          f"({len(split.valid_clips)} validation clips)")
+    sub = r.loc[mask]
+    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(ids)}
+    return RatingSet(
+        X=data.X[data.rows(ids)],
+        clip_ids=ids,
+        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
+        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
+        y=data.y_all[mask],
+        space=data.space,
+    )
+
+
+def _listener_set(data: EvalData, pairs: dict[str, list[str]]) -> RatingSet | None:
+    """The ratings of each listener of ``pairs`` on their listed clips (``None`` if none)."""
+    r = data.ratings
+    keep = set((a, c) for a, clips in pairs.items() for c in clips)
+    mask = np.fromiter(((a, c) in keep for a, c in zip(r["annotator_id"].to_numpy(), r["clip_id"].to_numpy())),
+                       dtype=bool, count=len(r))
+    if not mask.any():
+        return None
+    sub = r.loc[mask]
+    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
+    local = {c: i for i, c in enumerate(ids)}
+    return RatingSet(
+        X=data.X[data.rows(ids)],
+        clip_ids=ids,
         clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
         annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
         y=data.y_all[mask],
@@ -106,6 +153,13 @@ def run_plan(
     Seen listeners are predicted through the method's ``seen_profile(annotator)`` where
     it has one (their own output head, whatever K), and otherwise enrolled like new
     listeners with K of their training-clip ratings.
+
+    A method that ``adapts()`` (``similar-finetuned``: Tavernor & Mower Provost's
+    fine-tuning after the head copy) enrolls every new listener of a (seed, fold, K)
+    first, then adapts (``adapt``) a copy of itself to all their ratings of the fold's training
+    clips (early stopping on their ratings of the fold's validation clips,
+    ``Split.eval_valid_clips``, when the folds have them) and predicts every listener
+    with the adapted copy; its time counts as fit time. Only random enrollment.
 
     Methods whose fitted network is the same (equal ``fit_signature()``, e.g.
     ``random-annotator``, ``mean-annotator``, ``similar`` and ``finetune`` with the same
@@ -145,11 +199,12 @@ def run_plan(
                _Bar(progress, _n_steps(plan, names, strategies)))
     with run.bar:
         for split in plan:
-            train = None
+            train = valid = None
             for name in names:
                 if (name, split.fit_key) not in run.fitted:
-                    train = train if train is not None else _train_set(data, split)
-                    run.fit(name, split, train)
+                    if train is None:
+                        train, valid = _train_set(data, split), _valid_set(data, split)
+                    run.fit(name, split, train, valid)
                 run.bar.describe(f"enroll {name} (seed {split.seed}, fold {split.fold})")
                 with _torch_threads(enroll_threads):
                     run.predict_split(name, split)
@@ -207,8 +262,8 @@ class _Run:
                  share_fits: bool, strategies, bar: _Bar) -> None:
         self.data, self.methods, self.threshold, self.share_fits, self.bar = data, methods, threshold, share_fits, bar
         self.strategies = strategies
-        self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "n_fit": 0, "n_shared_fit": 0,
-                            "n_enroll": 0} for m in names}
+        self.timings = {m: {"fit_s": 0.0, "enroll_s": 0.0, "predict_s": 0.0, "fit_cpu_s": 0.0, "enroll_cpu_s": 0.0,
+                            "predict_cpu_s": 0.0, "n_fit": 0, "n_shared_fit": 0, "n_enroll": 0} for m in names}
         self.blocks: list[Block] = []
         self.fit_warnings = _FitWarnings()
         #: (method, fit key) -> fitted method, for the current fit key only
@@ -221,27 +276,28 @@ class _Run:
             self.rows.setdefault(a, {})[c] = i
 
     # ------------------------------------------------------------------ fit
-    def fit(self, name: str, s: Split, train: RatingSet) -> None:
+    def fit(self, name: str, s: Split, train: RatingSet, valid: RatingSet | None = None) -> None:
         """Fit method ``name`` on split ``s`` (or adopt an equal fit of this split), timing it
-        and collecting its warnings."""
+        and collecting its warnings; ``valid``: the split's validation ratings (early stopping)."""
         self.bar.describe(f"fit {name} (seed {s.seed}, fold {s.fold})")
         _seed_everything(s.seed)
         m = _instantiate(name, self.methods[name], s.seed, fold=s.fold)
         sig = _fit_signature(m) if self.share_fits else None
         self.shared = {k: v for k, v in self.shared.items() if k[0] == s.fit_key}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PerserWarning)
             if sig is not None and (s.fit_key, sig) in self.shared:
                 m.adopt_fit(self.shared[(s.fit_key, sig)], train)
                 self.timings[name]["n_shared_fit"] += 1
             else:
-                m.fit(train, None)
+                m.fit(train, valid)
                 self.timings[name]["n_fit"] += 1
                 if sig is not None:
                     self.shared[(s.fit_key, sig)] = m
         self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}")
         self.timings[name]["fit_s"] += time.perf_counter() - t0
+        self.timings[name]["fit_cpu_s"] += time.process_time() - c0
         self.fitted = {k: v for k, v in self.fitted.items() if k[1] == s.fit_key}
         self.fitted[(name, s.fit_key)] = m
         self.bar.advance()
@@ -254,6 +310,9 @@ class _Run:
         data = self.data
         shared_pred = None  # a method that ignores the profile predicts the fold once
         for scen, assigns in s.assignments.items():
+            if scen == "unseen" and callable(getattr(m, "adapts", None)) and m.adapts():
+                self.predict_adapted(name, m, s, assigns)
+                continue
             for a in assigns:
                 rows = self.rows[a.annotator]
                 y_test = data.y_all[[rows[c] for c in a.test]]
@@ -262,10 +321,10 @@ class _Run:
                 for bname, enr in self.strategies.enrollments(
                         name, m, scen, a, data, rows, lambda: _train_set(data, s), s.seed, s.fold):
                     k = len(enr)
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     prof = own if own is not None else m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
                                                                  a.annotator)
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                     if m.personalized:
                         pred = m.predict(prof, Xt)
                         proba, values, thr = pred.proba, pred.values, pred.threshold
@@ -275,10 +334,12 @@ class _Run:
                             shared_pred = (dict(zip(all_ids, range(len(all_ids)))),
                                            m.predict(prof, data.X[data.rows(all_ids)]))
                         proba, values, thr = _rows_of(shared_pred, a.test)
-                    t2 = time.perf_counter()
+                    t2, c2 = time.perf_counter(), time.process_time()
                     t = self.timings[name]
                     t["enroll_s"] += t1 - t0
                     t["predict_s"] += t2 - t1
+                    t["enroll_cpu_s"] += c1 - c0
+                    t["predict_cpu_s"] += c2 - c1
                     t["n_enroll"] += 1
                     _check_pred(name, data, proba, values, len(a.test))
                     self.blocks.append(Block(
@@ -290,6 +351,66 @@ class _Run:
                         dict(prof.data) if prof is not None else {},
                     ))
                     self.bar.advance()
+
+
+    def predict_adapted(self, name: str, m: Personalizer, s: Split, assigns: list) -> None:
+        """Enroll every new listener of split ``s`` at each K, adapt a copy of ``m`` to their
+        ratings of the fold's training clips, and predict each with the adapted copy."""
+        if self.strategies.others:
+            raise ConfigError(f"method {name!r} is fine-tuned on all enrolled listeners at once; it takes random "
+                              f"enrollment only (enroll_strategy: [random]), not {self.strategies.others}")
+        data, t = self.data, self.timings[name]
+        same: dict[frozenset, Personalizer] = {}  # a method that ignores the profiles adapts once per listener set
+        for k in sorted({k for a in assigns for k in a.ks}):
+            elig = [a for a in assigns if k in a.ks]
+            profiles = {}
+            for a in elig:
+                rows = self.rows[a.annotator]
+                enr = a.enroll_order[:k]
+                t0 = time.perf_counter()
+                profiles[a.annotator] = m.enroll(data.X[data.rows(enr)], data.y_all[[rows[c] for c in enr]],
+                                                 a.annotator)
+                t["enroll_s"] += time.perf_counter() - t0
+                t["n_enroll"] += 1
+            target = _listener_set(data, {a.annotator: list(a.pool or a.enroll_order) for a in elig})
+            if target is None:
+                raise PerserError(f"seed {s.seed} fold {s.fold}: method {name!r}: the enrolled listeners have no "
+                                  "ratings of the fold's training clips to fine-tune on")
+            aside = set(s.eval_valid_clips)
+            valid = _listener_set(data, {a.annotator: [c for c in self.rows[a.annotator] if c in aside] for a in elig}) \
+                if aside else None
+            key = frozenset(profiles)
+            if not m.personalized and key in same:
+                adapted = same[key]
+                profs = {a: type(p)(p.method, p.annotator, {**p.data, "finetuned": True}) for a, p in profiles.items()}
+            else:
+                self.bar.describe(f"fine-tune {name} (seed {s.seed}, fold {s.fold}, K {k})")
+                _seed_everything(s.seed)
+                t0 = time.perf_counter()
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", PerserWarning)
+                    adapted, profs = m.adapt(profiles, target, valid)
+                self.fit_warnings.add(caught, f"seed {s.seed}, fold {s.fold}, K {k}")
+                t["fit_s"] += time.perf_counter() - t0
+                if not m.personalized:
+                    same[key] = adapted
+            for a in elig:
+                rows = self.rows[a.annotator]
+                Xt = data.X[data.rows(a.test)]
+                t0 = time.perf_counter()
+                pred = adapted.predict(profs[a.annotator], Xt)
+                t["predict_s"] += time.perf_counter() - t0
+                _check_pred(name, data, pred.proba, pred.values, len(a.test))
+                self.blocks.append(Block(
+                    name, "unseen", int(k), int(s.seed), str(s.fold), str(a.annotator),
+                    np.asarray(a.test, dtype=object), data.y_all[[rows[c] for c in a.test]],
+                    None if pred.proba is None else np.asarray(pred.proba, dtype=np.float64),
+                    None if pred.values is None else np.asarray(pred.values, dtype=np.float64),
+                    float(self.threshold if self.threshold is not None else
+                          (pred.threshold if pred.threshold is not None else 0.5)),
+                    dict(profs[a.annotator].data),
+                ))
+                self.bar.advance()
 
 
 def _rows_of(shared_pred: tuple[dict, Predictions], clips) -> tuple:

@@ -139,7 +139,7 @@ class Features:
                 if "X" not in z or "clip_ids" not in z:
                     raise FeatureError(f"{path}: a feature .npz needs arrays 'X' and 'clip_ids' (has {sorted(z.files)})")
                 names = z["feature_names"].tolist() if "feature_names" in z else []
-                return cls(X=z["X"].astype(np.float32), clip_ids=z["clip_ids"].astype(str).astype(object),
+                return cls(X=z["X"].astype(np.float32, copy=False), clip_ids=z["clip_ids"].astype(str).astype(object),
                            spec=str(z["spec"]) if "spec" in z else f"file:{path.name}", feature_names=names or None)
         if suffix == ".parquet":
             df = pd.read_parquet(path)

@@ -290,6 +290,14 @@ class Personalizer(ABC):
         """The method saved in model folder ``path`` by :meth:`save`, ready to enroll and predict."""
         raise ConfigError(f"method {cls.name or cls.__name__!r} cannot be loaded from {path}")
 
+    def adapts(self) -> bool:
+        """Whether an evaluation fine-tunes this method on the evaluated listeners'
+        ratings of the fold's training clips after enrolling them (``adapt(profiles,
+        target, valid) -> (adapted method, profiles)``, see
+        :func:`perser.evaluate.runner.run_plan`); ``False`` for every method but
+        ``similar`` with ``finetune_after_copy`` and ``consensus`` with ``finetune_on_target``."""
+        return False
+
     # helpers ------------------------------------------------------------------
     def has(self, capability: str) -> bool:
         """Whether this method has the optional ``capability`` (one of :attr:`CAPABILITIES`)."""
@@ -329,9 +337,11 @@ class Personalizer(ABC):
 _REGISTRY: dict[str, str] = {
     # name -> "module:Class"; modules are imported on first use
     "consensus": "perser.methods.consensus:ConsensusModel",
+    "consensus-finetuned": "perser.methods.consensus:ConsensusFinetuned",
     "random-annotator": "perser.methods.multi:RandomAnnotator",
     "mean-annotator": "perser.methods.multi:MeanAnnotator",
     "similar": "perser.methods.similar:SimilarAnnotator",
+    "similar-finetuned": "perser.methods.similar:SimilarFinetuned",
     "finetune": "perser.methods.finetune:FineTune",
     "meta": "perser.methods.meta:MetaPerSER",
     "meta-finetune": "perser.methods.meta:MetaFineTune",
@@ -349,6 +359,17 @@ def register(name: str, target: str) -> None:
 
 def available_methods() -> list[str]:
     return list(_REGISTRY)
+
+
+#: registered methods an evaluation runs only when its config names them: ``similar-finetuned``
+#: and ``consensus-finetuned`` train the whole network once more per (seed, fold, K);
+#: ``meta-finetune`` is the Meta-PerSER recipe's baseline (``meta`` without meta-training)
+OPT_IN = frozenset({"similar-finetuned", "consensus-finetuned", "meta-finetune"})
+
+
+def default_methods() -> list[str]:
+    """The methods an evaluation runs when its config names none: every registered one but :data:`OPT_IN`."""
+    return [m for m in _REGISTRY if m not in OPT_IN]
 
 
 def get_method(name: str) -> type[Personalizer]:

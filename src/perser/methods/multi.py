@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 import torch
 
-from perser.errors import ConfigError
+from perser.errors import ConfigError, PerserError
 from perser.methods.base import Predictions, Profile, RatingSet
 from perser.methods.neural import NeuralPersonalizer, data_fingerprint
 from perser.methods.nets import activate, to_unit
@@ -50,7 +50,7 @@ ARCHITECTURES = ("perser", "tavernor")
 
 #: fitted attributes that :meth:`MultiAnnotatorModel.adopt_fit` takes over
 _FITTED = ("space_", "input_shape_", "standardizer_", "seen_annotators_", "class_weights_", "head_annotators_",
-           "_index", "history_", "fit_data_")
+           "_index", "history_", "fit_data_", "listener_noise_")
 
 
 class MultiAnnotatorModel(NeuralPersonalizer):
@@ -167,7 +167,9 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         if self.architecture == "tavernor":
             from perser.methods.tavernor import fit_tavernor
 
-            return fit_tavernor(self, train, valid)
+            fit_tavernor(self, train, valid)
+            self._fit_listener_noise(train)
+            return self
         self._check_fit_options(train)
         full_train = train
         counts = _counts(train.annotator_ids)
@@ -254,7 +256,21 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         finally:
             self.net_.to("cpu")
             self.net_.head.sparse_grad = False
+        self._fit_listener_noise(full_train)
         return self
+
+    def _fit_listener_noise(self, train: RatingSet) -> None:
+        """``listener_noise_``: the noise of the head posterior
+        (:mod:`perser.methods.head_posterior`) fitted on the seen listeners' ratings,
+        kept in the model folder for active enrollment and ``combine="posterior"``;
+        ``None`` (the default is then used, with a counted warning) when no listener
+        has another listener's head to be explained by."""
+        from perser.methods.head_posterior import fit_noise
+
+        try:
+            self.listener_noise_ = [float(v) for v in fit_noise(self, train)]
+        except PerserError:
+            self.listener_noise_ = None
 
     # --------------------------------------------------------------- heads
     @property
@@ -287,12 +303,40 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         """
         head = self.net_.head
         H = len(self.head_annotators_)
-        key = (head.weight.data_ptr(), head.weight._version, head.bias._version)
+        key = (head.weight.data_ptr(), head.weight._version, head.bias._version, H)
         if getattr(self, "_flat_key", None) != key:
             w = head.weight.detach()[:H]  # [H, in, out]
             self._flat = (w.permute(1, 2, 0).reshape(head.in_dim, head.n_out * H).contiguous(), head.bias.detach()[:H])
             self._flat_key = key
         return self._flat
+
+    def _contrast_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Categorical heads relative to their first class: ``[in_dim, (n_out - 1) * H]``
+        class-major weights ``W[:, c, h] - W[:, 0, h]`` for ``c >= 1`` and biases
+        ``[(n_out - 1) * H]`` likewise.
+
+        A softmax does not change when one logit is subtracted from all of them, so these
+        give every head's log-probabilities with one class fewer in the matrix product
+        (:func:`perser.methods.similar.categorical_loglik`). Cached like :meth:`_flat_heads`.
+        """
+        head = self.net_.head
+        H = len(self.head_annotators_)
+        key = (head.weight.data_ptr(), head.weight._version, head.bias._version, H)
+        if getattr(self, "_contrast_key", None) != key:
+            w = head.weight.detach()[:H]  # [H, in, out]
+            b = head.bias.detach()[:H]  # [H, out]
+            dw = (w[:, :, 1:] - w[:, :, :1]).permute(1, 2, 0).reshape(head.in_dim, (head.n_out - 1) * H).contiguous()
+            db = (b[:, 1:] - b[:, :1]).t().reshape(-1).contiguous()
+            self._contrast = (dw, db)
+            self._contrast_mean = (dw.view(head.in_dim, head.n_out - 1, H).mean(dim=2), db.view(head.n_out - 1, H).mean(dim=1))
+            self._contrast_key = key
+        return self._contrast
+
+    def _contrast_mean_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean of :meth:`_contrast_heads` over heads: ``[in_dim, n_out - 1]`` and
+        ``[n_out - 1]`` (cached with them)."""
+        self._contrast_heads()
+        return self._contrast_mean
 
     def head_outputs(self, X: np.ndarray, activated: bool = True) -> torch.Tensor:
         """Every seen annotator's output for ``X``: ``[n, H, n_out]`` (consensus head left
@@ -329,11 +373,18 @@ class MultiAnnotatorModel(NeuralPersonalizer):
         return self.net_.head.n_heads
 
     def _extra_state(self) -> dict:
-        return {"head_annotators": list(self.head_annotators_)}
+        state = {"head_annotators": list(self.head_annotators_)}
+        if getattr(self, "listener_noise_", None) is not None:
+            state["listener_noise"] = list(self.listener_noise_)
+        return state
 
     def _restore(self, state: dict, arrays: dict) -> None:
         self.head_annotators_ = list(state["head_annotators"])
         self._index = {a: i for i, a in enumerate(self.head_annotators_)}
+        # absent in folders saved before it was stored: users of the noise fall back to
+        # the default with a counted warning (perser.methods.head_posterior.model_noise)
+        noise = state.get("listener_noise")
+        self.listener_noise_ = None if noise is None else [float(v) for v in noise]
 
 
 class RandomAnnotator(MultiAnnotatorModel):

@@ -191,6 +191,46 @@ def make_tavernor_net(model, n_heads: int) -> TavernorNet:
 
 
 # ------------------------------------------------------------------ training
+def _ccc_sum(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The dimensions' ``1 - CCC`` summed, each CCC over all rows (MIA ``Task1Loss`` and
+    ``PreTrainLoss``: one CCC per dimension, the dimensions' losses added)."""
+    from perser.methods.losses import ccc
+
+    return (1.0 - ccc(out, t)).sum()
+
+
+def _rating_tensors(model, rs, heads: list[str], dev) -> tuple:
+    """Tensors of a rating set for the authors' training: features, the clips with a
+    rating of one of ``heads`` (the training items), their mean ratings, each item's
+    rating rows, and per rating its clip, head index (``heads`` order) and target."""
+    from perser.methods.nets import to_unit
+
+    index = {a: i for i, a in enumerate(heads)}
+    X = model._tensor(rs.X).to(dev)
+    keep = np.isin(rs.annotator_ids, heads)
+    clip = rs.clip_index[keep]
+    hidx = np.array([index[a] for a in rs.annotator_ids[keep]], dtype=np.int64)
+    T = model._targets(rs.y[keep]).astype(np.float32)
+    crow, C = rs.consensus()
+    C = to_unit(C, model.space_.scale).astype(np.float32)
+    clips = np.unique(clip)  # training items: clips with at least one kept rating
+    pos = {c: i for i, c in enumerate(clips)}
+    rows_of = [[] for _ in clips]
+    for r, c in enumerate(clip):
+        rows_of[pos[c]].append(r)
+    cons = dict(zip(crow.tolist(), range(len(crow))))
+    Cc = torch.from_numpy(C[[cons[c] for c in clips]]).to(dev)
+    return (X, torch.from_numpy(clips).to(dev), Cc, [np.asarray(r, dtype=np.int64) for r in rows_of],
+            torch.from_numpy(clip).to(dev), torch.from_numpy(hidx).to(dev), torch.from_numpy(T).to(dev))
+
+
+def _annotator_loss(module, data: tuple, items) -> torch.Tensor:
+    """:func:`_ccc_sum` over every rating of the batch's clips ``items`` (MIA ``Task1Loss``)."""
+    X, rows_of, clip, hidx, T = data[0], data[3], data[4], data[5], data[6]
+    r = torch.from_numpy(np.concatenate([rows_of[i] for i in np.asarray(items)])).to(X.device)
+    return _ccc_sum(module(X[clip[r]], hidx[r]), T[r])
+
+
 def fit_tavernor(model, train, valid=None):
     """Train a multi-annotator ``model`` as Tavernor & Mower Provost's code does.
 
@@ -210,10 +250,9 @@ def fit_tavernor(model, train, valid=None):
     import dataclasses
 
     from perser.errors import ConfigError
-    from perser.methods.losses import ccc
     from perser.methods.multi import _counts
     from perser.methods.neural import data_fingerprint
-    from perser.methods.nets import to_unit
+
     model._check_fit_options(train)
     if float(model.head_shrinkage) > 0:
         raise ConfigError(f"method {model.name!r}: architecture 'tavernor' trains its heads as the authors do; "
@@ -232,42 +271,17 @@ def fit_tavernor(model, train, valid=None):
     H = len(heads)
     dev = model.train_device()
     model.net_ = model._make_net(H + 1).to(dev)  # + the consensus head, index H
-
-
-    def loss_fn(out, t):  # the dimensions' (1 - CCC) summed, CCC over all rows of the batch
-        return (1.0 - ccc(out, t)).sum()
-
-    def prepare(rs):
-        X = model._tensor(rs.X).to(dev)
-        keep = np.isin(rs.annotator_ids, heads)
-        clip = rs.clip_index[keep]
-        hidx = np.array([model._index[a] for a in rs.annotator_ids[keep]], dtype=np.int64)
-        T = model._targets(rs.y[keep]).astype(np.float32)
-        crow, C = rs.consensus()
-        C = to_unit(C, model.space_.scale).astype(np.float32)
-        clips = np.unique(clip)  # training items: clips with at least one kept rating
-        pos = {c: i for i, c in enumerate(clips)}
-        rows_of = [[] for _ in clips]
-        for r, c in enumerate(clip):
-            rows_of[pos[c]].append(r)
-        cons = dict(zip(crow.tolist(), range(len(crow))))
-        Cc = torch.from_numpy(C[[cons[c] for c in clips]]).to(dev)
-        return (X, torch.from_numpy(clips).to(dev), Cc, [np.asarray(r, dtype=np.int64) for r in rows_of],
-                torch.from_numpy(clip).to(dev), torch.from_numpy(hidx).to(dev), torch.from_numpy(T).to(dev))
-
-    D = prepare(train)
-    V = prepare(valid) if valid is not None and np.isin(valid.annotator_ids, heads).any() else None
+    D = _rating_tensors(model, train, heads, dev)
+    V = _rating_tensors(model, valid, heads, dev) if valid is not None and np.isin(valid.annotator_ids, heads).any() \
+        else None
     cons_idx = lambda n: torch.full((n,), H, dtype=torch.long, device=dev)  # noqa: E731
 
     def consensus_loss(module, data, items):
         X, clips, Cc = data[0], data[1], data[2]
         it = torch.as_tensor(items, device=dev)
-        return loss_fn(module(X[clips[it]], cons_idx(len(it))), Cc[it])
+        return _ccc_sum(module(X[clips[it]], cons_idx(len(it))), Cc[it])
 
-    def annotator_loss(module, data, items):
-        X, rows_of, clip, hidx, T = data[0], data[3], data[4], data[5], data[6]
-        r = torch.from_numpy(np.concatenate([rows_of[i] for i in np.asarray(items)])).to(dev)
-        return loss_fn(module(X[clip[r]], hidx[r]), T[r])
+    annotator_loss = _annotator_loss
 
     base = model.train_config(model.name)
     stage1 = dataclasses.replace(model.train_config(f"{model.name} consensus head", "consensus"),
@@ -292,3 +306,83 @@ def fit_tavernor(model, train, valid=None):
     model.history_ = h2
     model.pretrain_history_ = h1
     return model
+
+
+# ------------------------------------------------------- fine-tuning after the copy
+def finetune_copies(model, profiles: dict, target, valid=None):
+    """The authors' fine-tuning after the head copy (MIA ``experiment.py``,
+    ``ExperimentRunner._run_seed_fold``, Step 5 of the ASRU flow): a copy of the fitted
+    ``model`` in which every target listener of ``profiles`` (listener -> the profile
+    ``enroll`` gave, naming the copied seen head) has a head of their own, started as a
+    copy of their chosen head, and the whole network trained on ``target`` — the
+    listeners' ratings of the target corpus's training clips, all of them, not only the K
+    enrollment clips — with the authors' annotator loss, a fresh SGD optimiser (momentum
+    0.9, the model's ``lr``, the plateau schedule), ``batch_size`` clips a step, at most
+    ``epochs`` epochs and early stopping (``patience``) on ``valid`` (the listeners'
+    ratings of the validation speakers' clips; without it, ``valid_fraction`` of the
+    target clips held out). No consensus pre-training (a loaded model is out of it).
+
+    Returns ``(adapted, profiles)``: the adapted copy (``model`` is not changed) and each
+    listener's profile in it (their own head). Needs top-1 whole-head choices
+    (``top_k=1``, ``per_dimension=False``).
+    """
+    import copy
+    import dataclasses
+
+    from perser.errors import ConfigError
+    from perser.methods.base import Profile
+
+    listeners = sorted(profiles)
+    if not listeners:
+        raise ConfigError(f"method {model.name!r}: no enrolled listener to fine-tune for")
+    src = []
+    for a in listeners:
+        heads = profiles[a].data.get("heads") or []
+        if len(heads) != 1 or "per_dimension" in profiles[a].data:
+            raise ConfigError(f"method {model.name!r}: fine-tuning after the copy needs one copied head per listener "
+                              "(top_k=1, per_dimension=false)")
+        src.append(model.head_index(heads[0]))
+    missing = sorted(set(listeners) - set(target.annotator_ids))
+    if missing:
+        raise ConfigError(f"method {model.name!r}: listener(s) {missing[:5]} have no rating of the target training "
+                          "clips to fine-tune on")
+    new = copy.copy(model)
+    net = copy.deepcopy(model.net_)
+    head = BranchHeads(net.trunk.width, net.trunk.n_dims, len(listeners))
+    with torch.no_grad():
+        head.weight.copy_(model.net_.head.weight.detach()[src])
+        head.bias.copy_(model.net_.head.bias.detach()[src])
+    net.head = head
+    new.net_ = net
+    new.head_annotators_ = list(listeners)
+    new._index = {a: i for i, a in enumerate(listeners)}
+    if valid is None and model.valid_fraction and float(model.valid_fraction) > 0:  # as NeuralPersonalizer._begin_fit
+        clips = np.unique(target.clip_index)
+        n_valid = int(round(len(clips) * float(model.valid_fraction)))
+        if len(clips) >= 10 and n_valid >= 1:
+            held = np.random.default_rng([int(model.seed), 7]).choice(clips, size=n_valid, replace=False)
+            m = np.isin(target.clip_index, held)
+            target, valid = target.rows(~m), target.rows(m)
+    dev = model.train_device()
+    net.to(dev)
+    D = _rating_tensors(new, target, listeners, dev)
+    V = _rating_tensors(new, valid, listeners, dev) if valid is not None and np.isin(valid.annotator_ids,
+                                                                                       listeners).any() else None
+    valid_loss = None
+    if V is not None:
+        def valid_loss(m):
+            return _annotator_loss(m, V, np.arange(len(V[1]))).item()
+    cfg = dataclasses.replace(model.train_config(f"{model.name} fine-tuning after the copy"), checkpoint_dir=None,
+                              **AUTHORS_TRAINING)
+    try:
+        new.finetune_history_ = fit_model(net, len(D[1]), lambda m, idx: _annotator_loss(m, D, idx), valid_loss, cfg)
+        with torch.no_grad():
+            net.head.weight.mul_(net.head.mask)
+    finally:
+        net.to("cpu")
+    net.eval()
+    out = {a: Profile(method=model.name, annotator=a,
+                      data={**profiles[a].data, "heads": [a], "weights": [1.0], "copied_from": profiles[a].data["heads"],
+                            "finetuned": True})
+           for a in listeners}
+    return new, out
