@@ -158,7 +158,7 @@ def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
     monkeypatch.setenv("IEMOCAP_ROOT", str(iemocap))
     run = _run("meta-perser-iemocap", tmp_path, k=[2, 4], seen_k=[2], n_folds=3, min_test=2, unseen_fraction=0.25)
     r = run.results
-    assert set(r["method"]) == {"consensus", "similar", "finetune", "meta"}
+    assert set(r["method"]) == {"consensus", "similar", "finetune", "meta", "meta-finetune"}
     assert set(r["scenario"]) == {"unseen", "seen"}
     assert run.data.space.kind == "multilabel"
     assert {"macro_f1", "micro_f1"} <= set(r["metric"])
@@ -169,6 +169,8 @@ def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
     # the paper's downstream model: two linear layers, both adapted by MAML, same network for consensus
     params = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"}).method_params
     assert params["meta"]["hidden"] == params["consensus"]["hidden"] == [256] and params["meta"]["adapt_layers"] == 1
+    # the paper's fine-tune baseline: meta's network, start, inner steps and inner learning rate
+    assert params["meta-finetune"] == params["meta"]
 
 
 def test_crema_d_to_iemocap_recipe(tmp_path, iemocap):
