@@ -55,7 +55,7 @@ def main() -> None:
 
     t0, c0 = time.perf_counter(), _cpu()
     corpus = derive_corpus(build_corpus(args.out), args.out / "multilabel", seen_only=False)
-    recipe = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"})
+    recipe = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x", "features": "egemaps"})
     cfg = load_config(overrides={
         "name": "meta-perser-recipe-on-demo", "corpus": str(corpus), "format": "table", "space": "emotion",
         "features": "egemaps", "feature_cache": str(args.out / "features"), "methods": METHODS,

@@ -124,7 +124,7 @@ def main() -> None:
     t0, c0 = time.perf_counter(), _cpu()
     demo = build_corpus(args.out)
     corpus = derive_corpus(demo, args.out / "seen-multilabel", args.cv)
-    recipe = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"})
+    recipe = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x", "features": "egemaps"})
     grid = json.loads(args.grid) if args.grid else GRID
     cands = candidates(dict(recipe.method_params["meta"]), grid)
     for name in cands:

@@ -45,7 +45,7 @@ def main() -> None:
     t0, c0 = time.perf_counter(), _cpu()
     corpus = build_corpus(args.out)
     t_corpus = time.perf_counter() - t0
-    recipe = load_config(recipe_path("tavernor-iemocap"), {"corpus": "x", "eval_corpus": "y"})
+    recipe = load_config(recipe_path("tavernor-iemocap"), {"corpus": "x", "eval_corpus": "y", "features": "egemaps"})
     mp = {m: dict(p) for m, p in recipe.method_params.items()}
     register("similar-perser", "perser.methods.similar:SimilarAnnotator")
     mp["similar-perser"] = {"score": "ccc_tavernor"}  # perser's default network, the authors' head choice

@@ -102,3 +102,26 @@ def test_cli_train_eval_flags(tmp_path):
     assert res.exit_code == 0, res.output + repr(res.exception)
     doc = yaml.safe_load(res.output)
     assert doc["corpus"] == str(tmp_path / "a") and doc["eval_corpus"] == str(tmp_path / "b")
+
+
+def test_paper_recipes_take_the_papers_encoders_from_named_local_copies(monkeypatch):
+    """The Tavernor recipes use WavLM + BERT features and the Meta-PerSER recipe an SSL
+    stack, from local copies the user names; an unset variable is an error naming it."""
+    for var in ("WAVLM_DIR", "BERT_DIR", "SSL_MODEL_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="WAVLM_DIR"):
+        load_config(recipe_path("tavernor-iemocap"), {"corpus": "x", "eval_corpus": "y"})
+    with pytest.raises(ConfigError, match="SSL_MODEL_DIR"):
+        load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"})
+    monkeypatch.setenv("WAVLM_DIR", "/m/wavlm-base-plus")
+    monkeypatch.setenv("BERT_DIR", "/m/bert-base-uncased")
+    monkeypatch.setenv("SSL_MODEL_DIR", "/m/wavlm-base")
+    for name in ("tavernor-iemocap", "tavernor-msp-improv", "tavernor-muse"):
+        cfg = load_config(recipe_path(name), {"corpus": "x", "eval_corpus": "y"})
+        assert cfg.features == ["ssl:/m/wavlm-base-plus", "text:/m/bert-base-uncased"], name
+    def specs(cfg):
+        return [cfg.features] if isinstance(cfg.features, str) else list(cfg.features)
+
+    assert specs(load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"})) == ["ssl:/m/wavlm-base"]
+    # a flag replaces the variable before it is expanded
+    assert specs(load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x", "features": "egemaps"})) == ["egemaps"]

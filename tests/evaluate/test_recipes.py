@@ -29,8 +29,9 @@ def _tiny(cfg_methods, recipe_params=None):
 
 
 def _run(recipe, tmp_path, **over):
-    cfg0 = load_config(recipe_path(recipe), {k: v for k, v in over.items() if k in ("corpus", "eval_corpus")})
-    over = {"feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
+    cfg0 = load_config(recipe_path(recipe), {"features": "egemaps",
+                                            **{k: v for k, v in over.items() if k in ("corpus", "eval_corpus")}})
+    over = {"features": "egemaps", "feature_cache": str(tmp_path / "features"), "out": str(tmp_path / "run"), "seeds": [0],
             "progress": False, "n_bootstrap": 100, "method_params": _tiny(cfg0.methods, cfg0.method_params),
             "workers": 1, "min_fold_train_ratings": min(2, cfg0.min_fold_train_ratings), **over}
     cfg = load_config(recipe_path(recipe), over)
@@ -167,7 +168,7 @@ def test_meta_perser_recipe(tmp_path, iemocap, monkeypatch):
     s = run.summary
     assert not s[(s["method"] == "meta") & (s["metric"] == "macro_f1")].empty
     # the paper's downstream model: two linear layers, both adapted by MAML, same network for consensus
-    params = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x"}).method_params
+    params = load_config(recipe_path("meta-perser-iemocap"), {"corpus": "x", "features": "egemaps"}).method_params
     assert params["meta"]["hidden"] == params["consensus"]["hidden"] == [256] and params["meta"]["adapt_layers"] == 1
     # the paper's fine-tune baseline: meta's network, start, inner steps and inner learning rate
     assert params["meta-finetune"] == params["meta"]
