@@ -1,7 +1,7 @@
 """The Meta-PerSER recipe's set-up on the demo corpus: ``meta`` vs the same-start fine-tune
 baseline (``meta-finetune``) vs ``consensus``, with the paper-mode metric.
 
-IEMOCAP is not on this machine, so the recipe's methods and settings
+IEMOCAP was not available where they were chosen, so the recipe's methods and settings
 (``perser/recipes/meta-perser-iemocap.yaml``: two linear layers, the consensus model as
 meta's start, MAML++ with the values chosen by ``meta_select.py``; ``meta-finetune``:
 the same network and start, no meta-training, plain fine-tuning with the same inner

@@ -1,7 +1,7 @@
 """Choose the Meta-PerSER recipe's unstated values on the demo corpus's SEEN listeners only.
 
 Shen et al. (2025) do not give the initial inner learning rate, the number of inner
-steps (and several other values; ``docs/papers.md``). IEMOCAP is not on this machine, so
+steps (and several other values; ``docs/papers.md``). IEMOCAP was not available where they were chosen, so
 they are chosen here on the built-in synthetic demo corpus (the corpus of ``perser
 demo``) by cross-validation over its **seen** listeners; its new listeners are removed
 before anything runs and are never looked at.
