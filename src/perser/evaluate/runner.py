@@ -96,7 +96,12 @@ def _valid_set(data: EvalData, split: Split) -> RatingSet | None:
     if not mask.any():
         raise PerserError(f"seed {split.seed} fold {split.fold}: no seen listener rated a validation clip "
                           f"({len(split.valid_clips)} validation clips)")
-    sub = r.loc[mask]
+    return _ratings_subset(data, mask)
+
+
+def _ratings_subset(data: EvalData, mask: np.ndarray) -> RatingSet:
+    """The ratings of ``data`` selected by the boolean ``mask``, with their clips' features."""
+    sub = data.ratings.loc[mask]
     ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
     local = {c: i for i, c in enumerate(ids)}
     return RatingSet(
@@ -117,17 +122,7 @@ def _listener_set(data: EvalData, pairs: dict[str, list[str]]) -> RatingSet | No
                        dtype=bool, count=len(r))
     if not mask.any():
         return None
-    sub = r.loc[mask]
-    ids = np.asarray(sorted(set(sub["clip_id"])), dtype=object)
-    local = {c: i for i, c in enumerate(ids)}
-    return RatingSet(
-        X=data.X[data.rows(ids)],
-        clip_ids=ids,
-        clip_index=np.array([local[c] for c in sub["clip_id"]], dtype=np.int64),
-        annotator_ids=sub["annotator_id"].to_numpy(dtype=object),
-        y=data.y_all[mask],
-        space=data.space,
-    )
+    return _ratings_subset(data, mask)
 
 
 def check_methods(methods: dict[str, dict], space_kind: str, explicit: bool) -> dict[str, str]:

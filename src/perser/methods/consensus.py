@@ -87,30 +87,16 @@ class ConsensusModel(NeuralPersonalizer):
         new.net_ = copy.deepcopy(self.net_)
         dev = self.train_device()
         new.net_.to(dev)
-        X = self._tensor(target.X).to(dev)
-        rows, T = self._consensus_targets(target)
-        rows_t, T_t = torch.from_numpy(rows).to(dev), torch.from_numpy(T).to(dev)
 
         def loss_fn(out, t):
             return (1.0 - ccc(out, t)).sum()
 
-        def batch_loss(module, idx):
-            i = torch.from_numpy(idx).to(dev)
-            return loss_fn(module(X[rows_t[i]]), T_t[i])
-
-        valid_loss = None
-        if valid is not None and len(valid):
-            Xv = self._tensor(valid.X).to(dev)
-            vrows, vT = self._consensus_targets(valid)
-            vrows_t, vT_t = torch.from_numpy(vrows).to(dev), torch.from_numpy(vT).to(dev)
-
-            def valid_loss(model):
-                return loss_fn(model(Xv[vrows_t]), vT_t).item()
+        n_rows, batch_loss, valid_loss = self._consensus_losses(target, valid, loss_fn, dev)
 
         cfg = dataclasses.replace(self.train_config(f"{self.name} fine-tuning on the target corpus"),
                                   checkpoint_dir=None, **AUTHORS_TRAINING)
         try:
-            new.finetune_history_ = fit_model(new.net_, len(rows), batch_loss, valid_loss, cfg)
+            new.finetune_history_ = fit_model(new.net_, n_rows, batch_loss, valid_loss, cfg)
         finally:
             new.net_.to("cpu")
         new.net_.eval()
@@ -126,6 +112,28 @@ class ConsensusModel(NeuralPersonalizer):
 
             return make_tavernor_net(self, n_heads)
         return super()._make_net(n_heads)
+
+    def _consensus_losses(self, train: RatingSet, valid: RatingSet | None, loss_fn, dev):
+        """``(rows, batch_loss, valid_loss)`` for :func:`fit_model` on the per-clip consensus
+        targets of ``train`` (and of ``valid``; ``valid_loss`` is ``None`` without it)."""
+        X = self._tensor(train.X).to(dev)
+        rows, T = self._consensus_targets(train)
+        rows_t, T_t = torch.from_numpy(rows).to(dev), torch.from_numpy(T).to(dev)
+
+        def batch_loss(module, idx):
+            i = torch.from_numpy(idx).to(dev)
+            return loss_fn(module(X[rows_t[i]]), T_t[i])
+
+        valid_loss = None
+        if valid is not None and len(valid):
+            Xv = self._tensor(valid.X).to(dev)
+            vrows, vT = self._consensus_targets(valid)
+            vrows_t, vT_t = torch.from_numpy(vrows).to(dev), torch.from_numpy(vT).to(dev)
+
+            def valid_loss(model):
+                return loss_fn(model(Xv[vrows_t]), vT_t).item()
+
+        return len(rows), batch_loss, valid_loss
 
     def _consensus_targets(self, rs: RatingSet) -> tuple[np.ndarray, np.ndarray]:
         rows, t = rs.consensus()
@@ -149,9 +157,6 @@ class ConsensusModel(NeuralPersonalizer):
         train, valid = self._begin_fit(train, valid)
         dev = self.train_device()
         self.net_ = self._make_net(1).to(dev)
-        X = self._tensor(train.X).to(dev)
-        rows, T = self._consensus_targets(train)
-        rows_t, T_t = torch.from_numpy(rows).to(dev), torch.from_numpy(T).to(dev)
         loss_fn = self._loss_fn(dev)
         cfg = self.train_config("consensus", data=(train, valid))
         if tavernor:  # MIA PreTrainLoss: the dimensions' (1 - CCC) summed; MIA ModelTrainer's SGD and schedule
@@ -165,21 +170,10 @@ class ConsensusModel(NeuralPersonalizer):
 
             cfg = dataclasses.replace(cfg, **AUTHORS_TRAINING)
 
-        def batch_loss(module, idx):
-            i = torch.from_numpy(idx).to(dev)
-            return loss_fn(module(X[rows_t[i]]), T_t[i])
-
-        valid_loss = None
-        if valid is not None and len(valid):
-            Xv = self._tensor(valid.X).to(dev)
-            vrows, vT = self._consensus_targets(valid)
-            vrows_t, vT_t = torch.from_numpy(vrows).to(dev), torch.from_numpy(vT).to(dev)
-
-            def valid_loss(model):
-                return loss_fn(model(Xv[vrows_t]), vT_t).item()
+        n_rows, batch_loss, valid_loss = self._consensus_losses(train, valid, loss_fn, dev)
 
         try:
-            self.history_ = fit_model(self.net_, len(rows), batch_loss, valid_loss, cfg)
+            self.history_ = fit_model(self.net_, n_rows, batch_loss, valid_loss, cfg)
         finally:
             self.net_.to("cpu")
         return self
