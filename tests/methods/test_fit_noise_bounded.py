@@ -23,10 +23,9 @@ def fitted():
     return out
 
 
-@pytest.mark.parametrize("kind", ["categorical", "dimensional"])
-def test_chunks_give_the_same_noise_and_bound_the_rows_per_product(fitted, kind, monkeypatch):
-    s, m = fitted[kind]
-    whole = fit_noise(m, s.train, chunk=10_000)
+def _spy_head_outputs(m, monkeypatch):
+    """Record the number of clips of every ``head_outputs`` call of ``m``'s class:
+    ``(sizes, the real method)``."""
     sizes = []
     real = type(m).head_outputs
 
@@ -35,6 +34,14 @@ def test_chunks_give_the_same_noise_and_bound_the_rows_per_product(fitted, kind,
         return real(self, X, activated)
 
     monkeypatch.setattr(type(m), "head_outputs", head_outputs)
+    return sizes, real
+
+
+@pytest.mark.parametrize("kind", ["categorical", "dimensional"])
+def test_chunks_give_the_same_noise_and_bound_the_rows_per_product(fitted, kind, monkeypatch):
+    s, m = fitted[kind]
+    whole = fit_noise(m, s.train, chunk=10_000)
+    sizes, real = _spy_head_outputs(m, monkeypatch)
     np.testing.assert_array_equal(fit_noise(m, s.train, chunk=7), whole)
     assert max(sizes) <= 7 and sum(sizes) == len(s.train)  # every rating once, 7 clips at a time
 
@@ -43,14 +50,7 @@ def test_at_most_max_clips_per_listener(fitted, monkeypatch):
     """Each listener's clips are capped at ``max_clips`` (evenly spaced), and the noise is
     what the capped ratings give when fitted in full."""
     s, m = fitted["categorical"]
-    sizes = []
-    real = type(m).head_outputs
-
-    def head_outputs(self, X, activated=True):
-        sizes.append(len(X))
-        return real(self, X, activated)
-
-    monkeypatch.setattr(type(m), "head_outputs", head_outputs)
+    sizes, real = _spy_head_outputs(m, monkeypatch)
     capped = fit_noise(m, s.train, max_clips=20, chunk=1000)
     n_listeners = len(set(s.train.annotator_ids))
     assert sizes == [20] * n_listeners

@@ -383,17 +383,23 @@ class _ModelChangeSession(Session):
         z = self.model.embed(np.asarray(X, dtype=np.float32)).numpy().astype(np.float64)
         return np.concatenate([z, np.ones((len(z), 1))], axis=1)
 
-    def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
-        m = self.model
-        if not m.space_.is_class:
-            return np.ones(self.n)
+    def _proba(self, rated, y, X_rated, y_rated) -> np.ndarray:
+        """The pool's class probabilities from the personal model enrolled with the
+        answers so far (pool clips ``rated`` with labels ``y``, and any rated clips outside
+        the pool); the model's default prediction before any answer."""
         Xs = [self.X[rated]] if len(rated) else []
         ys = [np.asarray(y)] if len(rated) else []
         if X_rated is not None and len(X_rated):
             Xs.append(np.asarray(X_rated, dtype=np.float32))
             ys.append(np.asarray(y_rated))
-        prof = m.enroll(np.concatenate(Xs), np.concatenate(ys)) if Xs else None
-        p = np.asarray(m.predict(prof, self.X).proba, dtype=np.float64)
+        prof = self.model.enroll(np.concatenate(Xs), np.concatenate(ys)) if Xs else None
+        return np.asarray(self.model.predict(prof, self.X).proba, dtype=np.float64)
+
+    def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
+        m = self.model
+        if not m.space_.is_class:
+            return np.ones(self.n)
+        p = self._proba(rated, y, X_rated, y_rated)
         if m.space_.kind == "categorical":
             return 1 - (p**2).sum(1)
         return (p * (1 - p)).sum(1)
@@ -435,15 +441,8 @@ class _UncertaintySession(_ModelChangeSession):
         self.dens = representativeness(self.X) ** float(strategy.density_) if strategy.density_ else None
 
     def _uncertainty(self, rated, y, X_rated, y_rated) -> np.ndarray:
-        m = self.model
-        Xs = [self.X[rated]] if len(rated) else []
-        ys = [np.asarray(y)] if len(rated) else []
-        if X_rated is not None and len(X_rated):
-            Xs.append(np.asarray(X_rated, dtype=np.float32))
-            ys.append(np.asarray(y_rated))
-        prof = m.enroll(np.concatenate(Xs), np.concatenate(ys)) if Xs else None
-        p = np.clip(np.asarray(m.predict(prof, self.X).proba, dtype=np.float64), 1e-12, 1.0)
-        if m.space_.kind == "categorical":
+        p = np.clip(self._proba(rated, y, X_rated, y_rated), 1e-12, 1.0)
+        if self.model.space_.kind == "categorical":
             return -(p * np.log(p)).sum(1)
         q = np.clip(1 - p, 1e-12, 1.0)
         return -(p * np.log(p) + q * np.log(q)).sum(1)

@@ -76,13 +76,8 @@ class ConsensusModel(NeuralPersonalizer):
         if self.architecture != "tavernor":
             raise ConfigError(f"method {self.name!r}: finetune_on_target is the authors' fine-tuning of their "
                               "consensus baseline; it needs architecture 'tavernor'")
-        if valid is None and self.valid_fraction and float(self.valid_fraction) > 0:  # as _begin_fit
-            clips = np.unique(target.clip_index)
-            n_valid = int(round(len(clips) * float(self.valid_fraction)))
-            if len(clips) >= 10 and n_valid >= 1:
-                held = np.random.default_rng([int(self.seed), 7]).choice(clips, size=n_valid, replace=False)
-                m = np.isin(target.clip_index, held)
-                target, valid = target.rows(~m), target.rows(m)
+        if valid is None:  # as _begin_fit
+            target, valid = self._split_valid(target)
         new = copy.copy(self)
         new.net_ = copy.deepcopy(self.net_)
         dev = self.train_device()

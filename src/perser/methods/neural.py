@@ -169,6 +169,20 @@ class NeuralPersonalizer(Personalizer):
         if getattr(self, "net_", None) is None:
             raise ConfigError(f"method {self.name!r} is not fitted: call fit() or load a saved model first")
 
+    def _split_valid(self, train: RatingSet) -> tuple[RatingSet, RatingSet | None]:
+        """``(train, valid)``: ``valid_fraction`` of ``train``'s clips (seeded by ``seed``)
+        held out for early stopping, with all their ratings; ``valid`` is ``None`` when the
+        fraction is 0 or there are fewer than 10 clips."""
+        if not (self.valid_fraction and float(self.valid_fraction) > 0):
+            return train, None
+        clips = np.unique(train.clip_index)
+        n_valid = int(round(len(clips) * float(self.valid_fraction)))
+        if len(clips) < 10 or n_valid < 1:
+            return train, None
+        held = np.random.default_rng([int(self.seed), 7]).choice(clips, size=n_valid, replace=False)
+        m = np.isin(train.clip_index, held)
+        return train.rows(~m), train.rows(m)
+
     def _begin_fit(self, train: RatingSet, valid: RatingSet | None) -> tuple[RatingSet, RatingSet | None]:
         """Check the space and shapes, split off validation clips, fit the standardizer."""
         self.check_space(train.space)
@@ -183,14 +197,8 @@ class NeuralPersonalizer(Personalizer):
                 raise ConfigError(f"validation space {valid.space.name!r} differs from training space {train.space.name!r}")
             if valid.X.shape[1:] != train.X.shape[1:]:
                 raise FeatureError(f"validation features have shape {valid.X.shape[1:]}, training features {train.X.shape[1:]}")
-        elif self.valid_fraction and self.valid_fraction > 0:
-            clips = np.unique(train.clip_index)
-            n_valid = int(round(len(clips) * float(self.valid_fraction)))
-            if len(clips) >= 10 and n_valid >= 1:
-                rng = np.random.default_rng([int(self.seed), 7])
-                held = rng.choice(clips, size=n_valid, replace=False)
-                m = np.isin(train.clip_index, held)
-                train, valid = train.rows(~m), train.rows(m)
+        else:
+            train, valid = self._split_valid(train)
         self.space_ = train.space
         self.input_shape_ = tuple(int(s) for s in train.X.shape[1:])
         self.standardizer_ = Standardizer().fit(train.X, rows=np.unique(train.clip_index))

@@ -356,13 +356,8 @@ def finetune_copies(model, profiles: dict, target, valid=None):
     new.net_ = net
     new.head_annotators_ = list(listeners)
     new._index = {a: i for i, a in enumerate(listeners)}
-    if valid is None and model.valid_fraction and float(model.valid_fraction) > 0:  # as NeuralPersonalizer._begin_fit
-        clips = np.unique(target.clip_index)
-        n_valid = int(round(len(clips) * float(model.valid_fraction)))
-        if len(clips) >= 10 and n_valid >= 1:
-            held = np.random.default_rng([int(model.seed), 7]).choice(clips, size=n_valid, replace=False)
-            m = np.isin(target.clip_index, held)
-            target, valid = target.rows(~m), target.rows(m)
+    if valid is None:  # as NeuralPersonalizer._begin_fit
+        target, valid = model._split_valid(target)
     dev = model.train_device()
     net.to(dev)
     D = _rating_tensors(new, target, listeners, dev)
